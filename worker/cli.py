@@ -1,0 +1,58 @@
+"""The ``ganomaly`` command line: one subcommand per process kind."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from worker.errors import UserError
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[type, Callable[[Any], Any]]]]:
+    from worker.commands import bench, evaluate, train
+
+    parser = argparse.ArgumentParser(prog="ganomaly", description="GANomaly anomaly detection for image streams")
+    sub = parser.add_subparsers(dest="command", required=True)
+    table: dict[str, tuple[type, Callable[[Any], Any]]] = {}
+    table["train"] = (train.register(sub), train.run)
+    table["evaluate"] = (evaluate.register(sub), evaluate.run)
+    table["bench model"] = (bench.register(sub)["model"], bench.run)
+    _register_optional(sub, table)
+    return parser, table
+
+
+def _register_optional(sub: argparse._SubParsersAction, table: dict[str, tuple[type, Callable[[Any], Any]]]) -> None:
+    """Stream-side commands (added as they land)."""
+    try:
+        from worker.commands import stream_commands
+    except ImportError:  # pragma: no cover - during bootstrap only
+        return
+    stream_commands.register_all(sub, table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from worker.log import configure_logging
+    from worker.settings_cli import settings_from_args
+
+    parser, table = build_parser()
+    ns = parser.parse_args(argv)
+    key = ns.command if ns.command != "bench" else f"bench {ns.bench_target}"
+    key = key if key in table else f"{ns.command} {getattr(ns, ns.command.replace('-', '_') + '_target', '')}".strip()
+    cls, fn = table[key]
+    try:
+        settings = settings_from_args(cls, ns)
+        configure_logging(getattr(settings, "log_level", "info"))
+        fn(settings)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``ganomaly`` subcommand: its settings class and its ``run``."""

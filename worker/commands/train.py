@@ -1,0 +1,118 @@
+"""``ganomaly train``: fit on normal images, select and calibrate on held-out normals, write an artifact."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from tqdm import tqdm
+
+from worker.artifact import save_artifact
+from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, resolve_device
+from worker.data.datasets import Protocol, Splits, folder_splits, idx_splits
+from worker.data.images import InputSpec
+from worker.model import GanomalyConfig, Scorer
+from worker.training.fit import EpochStats, SelectBy, TrainConfig, clear_resume_state, fit, score_tensor
+
+log = structlog.get_logger("train")
+
+
+class TrainSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_TRAIN_", frozen=True)
+
+    out: Path = Field(description="artifact directory to write")
+    dataset: DatasetName = DATASET
+    data_dir: Path = DATA_DIR
+    folder: Path | None = Field(None, description="folder of normal images (with --dataset folder)")
+    protocol: Protocol = PROTOCOL
+    klass: int = KLASS
+    epochs: int = Field(15, ge=1)
+    batch_size: int = Field(64, ge=2)
+    max_train_images: int | None = Field(None, ge=1, description="subsample the normal training images")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of normal training images held out for selection and threshold")
+    max_val_images: int = Field(5000, ge=10)
+    seed: int = 0
+    lr: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    w_adv: float = Field(1.0, ge=0)
+    w_con: float = Field(50.0, ge=0)
+    w_enc: float = Field(1.0, ge=0)
+    target_fpr: float = Field(0.01, gt=0, lt=1, description="threshold = the (1 - target_fpr) quantile of validation scores")
+    select_by: SelectBy = Field("val_recon", description="model selection on held-out normals: val_recon, val_loss or last")
+    isize: int = Field(32, ge=16, multiple_of=16)
+    channels: int = Field(1, description="1 or 3")
+    nz: int = Field(100, ge=1)
+    ngf: int = Field(64, ge=1)
+    extra_layers: int = Field(0, ge=0)
+    device: str = DEVICE
+    resume: bool = Field(False, description="continue an interrupted run of the same --out")
+    evaluate_test: bool = Field(True, description="also score the official test split after training and store the metrics (never used for selection)")
+    log_level: str = "info"
+
+
+def load_splits(s: TrainSettings, spec: InputSpec) -> Splits:
+    if s.dataset == "folder":
+        if s.folder is None:
+            from worker.errors import UserError
+
+            msg = "--folder is required with --dataset folder"
+            raise UserError(msg)
+        return folder_splits(s.folder, spec, val_fraction=s.val_fraction, seed=s.seed, max_train_images=s.max_train_images)
+    return idx_splits(
+        s.data_dir, s.protocol, s.klass, spec,
+        max_train_images=s.max_train_images, val_fraction=s.val_fraction, max_val_images=s.max_val_images,
+        seed=s.seed, with_test=s.evaluate_test,
+    )
+
+
+def run(s: TrainSettings) -> dict[str, Any]:
+    from worker.evaluation.metrics import detection_metrics
+
+    device = resolve_device(s.device)
+    mcfg = GanomalyConfig(isize=s.isize, nc=s.channels, nz=s.nz, ngf=s.ngf, extra_layers=s.extra_layers)
+    spec = InputSpec(isize=s.isize, channels=s.channels)
+    t0 = time.monotonic()
+    splits = load_splits(s, spec)
+    log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))
+    tcfg = TrainConfig(
+        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, beta1=s.beta1, w_adv=s.w_adv, w_con=s.w_con, w_enc=s.w_enc,
+        target_fpr=s.target_fpr, select_by=s.select_by, seed=s.seed,
+    )
+
+    def on_epoch(st: EpochStats) -> None:
+        log.info("epoch", **vars(st))
+
+    def progress(total: int, desc: str) -> tqdm:
+        return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+    result = fit(mcfg, tcfg, splits.train.x, splits.val.x, device=device, out_dir=s.out, resume=s.resume, on_epoch=on_epoch, progress=progress)
+    metrics: dict[str, Any] = {"best_epoch": result.best_epoch, "val_recon": result.history[result.best_epoch - 1].val_recon}
+    if splits.test is not None:
+        scores = score_tensor(Scorer(result.generator, device), splits.test.x)
+        metrics["test"] = detection_metrics(splits.test.y, scores, result.calibration.threshold)
+        result.generator.cpu()
+    manifest = save_artifact(
+        s.out, result.generator, spec, result.calibration,
+        training={**tcfg.__dict__, "device": str(device), "history": result.history_dicts(), "seconds": round(time.monotonic() - t0, 1)},
+        data=splits.summary, metrics=metrics,
+    )
+    clear_resume_state(s.out)
+    summary = {"out": str(s.out), "version": manifest["version"], "best_epoch": result.best_epoch,
+               "threshold": result.calibration.threshold, "test_auroc": metrics.get("test", {}).get("auroc")}
+    log.info("artifact_written", **summary)
+    print(json.dumps(summary))
+    return manifest
+
+
+def register(sub: argparse._SubParsersAction) -> type[TrainSettings]:
+    from worker.settings_cli import add_settings_arguments
+
+    p = sub.add_parser("train", help="train a model and write an artifact", description=__doc__)
+    add_settings_arguments(p, TrainSettings)
+    return TrainSettings

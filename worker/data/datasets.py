@@ -1,0 +1,171 @@
+"""Benchmark protocols on IDX datasets and image-folder datasets, as model-ready tensors.
+
+Protocols on Fashion-MNIST (or any 10-class IDX set):
+- ``leave-one-out``: class K is the anomaly, the other classes are normal (the paper's).
+- ``one-class``: class K is normal, every other class is an anomaly (most later papers').
+Training and validation come from the official *train* split's normal images only;
+the test set is the official *test* split, never seen during training or selection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from worker.data.idx import load_split
+from worker.data.images import BadImage, DecodeLimits, InputSpec, array_to_input, decode_image
+from worker.errors import UserError
+
+Protocol = Literal["leave-one-out", "one-class"]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+NORMAL_DIRS = {"normal", "0.normal", "good", "ok"}
+ANOMALY_DIRS = {"anomaly", "abnormal", "1.abnormal", "defect", "bad"}
+
+
+@dataclass
+class LabelledImages:
+    """``x``: N×C×H×W float32 in [-1, 1]; ``y``: N int64 (1 = anomaly); ``ids``: per-image names."""
+
+    x: torch.Tensor
+    y: np.ndarray
+    ids: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Splits:
+    train: LabelledImages
+    val: LabelledImages
+    test: LabelledImages | None
+    summary: dict[str, Any]
+
+
+def arrays_to_tensor(arrays: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    if len(arrays) == 0:
+        return torch.empty(0, spec.channels, spec.isize, spec.isize)
+    return torch.from_numpy(np.stack([array_to_input(a, spec) for a in arrays]))
+
+
+def is_anomaly(labels: np.ndarray, protocol: Protocol, klass: int) -> np.ndarray:
+    if protocol == "leave-one-out":
+        return (labels == klass).astype(np.int64)
+    if protocol == "one-class":
+        return (labels != klass).astype(np.int64)
+    msg = f"unknown protocol {protocol!r} (use leave-one-out or one-class)"
+    raise UserError(msg)
+
+
+def _hash_arrays(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def idx_splits(
+    data_dir: Path,
+    protocol: Protocol,
+    klass: int,
+    spec: InputSpec,
+    *,
+    max_train_images: int | None = None,
+    val_fraction: float = 0.1,
+    max_val_images: int = 5000,
+    seed: int = 0,
+    with_test: bool = True,
+) -> Splits:
+    images, labels = load_split(data_dir, "train")
+    if klass not in set(labels.tolist()):
+        msg = f"class {klass} does not occur in {data_dir}"
+        raise UserError(msg)
+    normal_idx = np.flatnonzero(is_anomaly(labels, protocol, klass) == 0)
+    rng = np.random.default_rng(seed)
+    normal_idx = rng.permutation(normal_idx)
+    n_val = min(max(1, int(round(len(normal_idx) * val_fraction))), max_val_images)
+    val_idx, train_idx = np.sort(normal_idx[:n_val]), normal_idx[n_val:]
+    if max_train_images:
+        train_idx = train_idx[:max_train_images]
+    train_idx = np.sort(train_idx)
+    train = LabelledImages(arrays_to_tensor(images[train_idx], spec), np.zeros(len(train_idx), np.int64), [f"train:{i}" for i in train_idx])
+    val = LabelledImages(arrays_to_tensor(images[val_idx], spec), np.zeros(len(val_idx), np.int64), [f"train:{i}" for i in val_idx])
+    test = idx_test_set(data_dir, protocol, klass, spec) if with_test else None
+    summary = {
+        "source": str(data_dir),
+        "protocol": protocol,
+        "class": klass,
+        "seed": seed,
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "train_classes": sorted({int(c) for c in labels[train_idx]}),
+        "sha256": _hash_arrays(images[train_idx], train_idx.astype(np.int64)),
+    }
+    return Splits(train, val, test, summary)
+
+
+def idx_test_set(data_dir: Path, protocol: Protocol, klass: int, spec: InputSpec) -> LabelledImages:
+    images, labels = load_split(data_dir, "t10k")
+    return LabelledImages(arrays_to_tensor(images, spec), is_anomaly(labels, protocol, klass), [f"t10k:{i}" for i in range(len(labels))])
+
+
+def list_images(root: Path) -> list[Path]:
+    if not root.is_dir():
+        msg = f"{root} is not a directory"
+        raise UserError(msg)
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_folder(root: Path, spec: InputSpec, *, label: int = 0, limits: DecodeLimits | None = None) -> tuple[LabelledImages, list[str]]:
+    """All images under ``root`` (recursive), converted to the spec. Returns the set and the unreadable files."""
+    lim = limits or DecodeLimits(channel_policy="convert")
+    xs, ids, bad = [], [], []
+    for p in list_images(root):
+        try:
+            xs.append(decode_image(p.read_bytes(), spec, lim))
+            ids.append(str(p))
+        except BadImage as e:
+            bad.append(f"{p}: {e.reason}: {e}")
+    x = torch.from_numpy(np.stack(xs)) if xs else torch.empty(0, spec.channels, spec.isize, spec.isize)
+    return LabelledImages(x, np.full(len(xs), label, np.int64), ids), bad
+
+
+def load_labelled_folder(root: Path, spec: InputSpec) -> tuple[LabelledImages, list[str]]:
+    """``root/normal/**`` (label 0) and ``root/anomaly/**`` (label 1); other names in NORMAL_DIRS/ANOMALY_DIRS."""
+    parts, bad = [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        name = sub.name.lower()
+        if name in NORMAL_DIRS or name in ANOMALY_DIRS:
+            imgs, b = load_folder(sub, spec, label=int(name in ANOMALY_DIRS))
+            parts.append(imgs)
+            bad += b
+    if not parts or sum(len(p) for p in parts) == 0:
+        msg = f"{root} needs subfolders normal/ and anomaly/ with images"
+        raise UserError(msg)
+    return LabelledImages(torch.cat([p.x for p in parts]), np.concatenate([p.y for p in parts]), [i for p in parts for i in p.ids]), bad
+
+
+def folder_splits(root: Path, spec: InputSpec, *, val_fraction: float = 0.1, seed: int = 0, max_train_images: int | None = None) -> Splits:
+    """A folder of normal images: a seeded split into train and validation."""
+    imgs, bad = load_folder(root, spec)
+    if len(imgs) < 10:
+        msg = f"{root} holds {len(imgs)} readable images; at least 10 are needed to train and calibrate"
+        raise UserError(msg)
+    perm = np.random.default_rng(seed).permutation(len(imgs))
+    n_val = max(1, int(round(len(imgs) * val_fraction)))
+    val_i, tr_i = np.sort(perm[:n_val]), perm[n_val:]
+    if max_train_images:
+        tr_i = tr_i[:max_train_images]
+    tr_i = np.sort(tr_i)
+
+    def pick(ix: np.ndarray) -> LabelledImages:
+        return LabelledImages(imgs.x[torch.from_numpy(ix)], imgs.y[ix], [imgs.ids[i] for i in ix])
+
+    summary = {"source": str(root), "protocol": "folder", "seed": seed, "n_train": len(tr_i), "n_val": len(val_i),
+               "unreadable": len(bad), "sha256": _hash_arrays(imgs.x[torch.from_numpy(tr_i)].numpy())}
+    return Splits(pick(tr_i), pick(val_i), None, summary)

@@ -1,0 +1,121 @@
+"""Bytes -> validated model input. One code path for folders, the stream worker and replay.
+
+Every rejection raises :class:`BadImage` with a short machine-readable ``reason``
+(used as the dead-letter header and metric label) and a human message.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageFile
+
+# Truncated files must fail, never be half-decoded into a plausible image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ChannelPolicy = Literal["convert", "strict"]
+
+
+class BadImage(ValueError):
+    """An input that cannot be scored; ``reason`` is one of the REASONS keys."""
+
+    REASONS = ("empty", "too_large", "undecodable", "truncated", "bomb", "dimensions", "channels")
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model expects; stored in the artifact manifest."""
+
+    isize: int = 32
+    channels: int = 1
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    resize: str = "bilinear-stretch"  # resize to isize x isize with PIL bilinear, no crop
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["value_range"] = list(self.value_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        return cls(isize=int(d["isize"]), channels=int(d["channels"]), value_range=tuple(d["value_range"]), resize=d["resize"])
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000  # width*height read from the header before decoding
+    min_side: int = 8
+    max_aspect: float = 16.0
+    channel_policy: ChannelPolicy = "convert"
+
+
+_BANDS_FOR = {1: "L", 3: "RGB"}
+
+
+def array_to_input(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """uint8 ``H×W`` or ``H×W×C`` (C matching the spec) -> float32 ``C×isize×isize`` in [-1, 1].
+
+    Resizing goes through PIL here for every source (IDX arrays and encoded bytes
+    alike) so that a PNG of a dataset image scores exactly like the array.
+    """
+    mode = "L" if arr.ndim == 2 else "RGB"
+    im = Image.fromarray(arr, mode=mode)
+    if im.size != (spec.isize, spec.isize):
+        im = im.resize((spec.isize, spec.isize), Image.Resampling.BILINEAR)
+    out = np.asarray(im, dtype=np.float32)
+    out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
+    lo, hi = spec.value_range
+    return np.ascontiguousarray(out * ((hi - lo) / 255.0) + lo, dtype=np.float32)
+
+
+def decode_image(data: bytes, spec: InputSpec, limits: DecodeLimits | None = None) -> np.ndarray:
+    """Decode and validate encoded image bytes; returns ``C×isize×isize`` float32."""
+    lim = limits or DecodeLimits()
+    if not data:
+        raise BadImage("empty", "empty payload")
+    if len(data) > lim.max_bytes:
+        raise BadImage("too_large", f"payload of {len(data)} bytes exceeds max_bytes={lim.max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size  # header only: nothing decoded yet
+            if w * h > lim.max_pixels:
+                raise BadImage("bomb", f"{w}x{h} = {w * h} pixels exceeds max_pixels={lim.max_pixels}")
+            if min(w, h) < lim.min_side or max(w, h) / max(min(w, h), 1) > lim.max_aspect:
+                raise BadImage("dimensions", f"{w}x{h} outside min_side={lim.min_side}, max_aspect={lim.max_aspect}")
+            im.load()
+    except BadImage:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise BadImage("bomb", f"decompression bomb: {e}") from e
+    except OSError as e:
+        reason = "truncated" if "truncated" in str(e).lower() or "broken data stream" in str(e).lower() else "undecodable"
+        raise BadImage(reason, f"{type(e).__name__}: {e}") from e
+    except (ValueError, SyntaxError, Image.UnidentifiedImageError, EOFError) as e:
+        raise BadImage("undecodable", f"{type(e).__name__}: {e}") from e
+    return _to_input(im, spec, lim.channel_policy)
+
+
+def _to_input(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.ndarray:
+    want = _BANDS_FOR[spec.channels]
+    if im.mode == "P":  # palette images carry RGB(A) colours
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8), "L")
+    if im.mode == "1":
+        im = im.convert("L")
+    if im.mode != want:
+        if policy == "strict":
+            raise BadImage("channels", f"image mode {im.mode} ({len(im.getbands())} bands); the model expects {want}")
+        im = im.convert(want)
+    return array_to_input(np.asarray(im, dtype=np.uint8), spec)

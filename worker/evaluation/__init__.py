@@ -1,0 +1,1 @@
+"""Evaluation: metrics at the shipped threshold, reports and plots."""

@@ -1,0 +1,50 @@
+"""PNG plots: ROC, precision-recall, score histograms (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # no display on servers; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+
+def plot_roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "ROC") -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_pr(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "Precision-recall") -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        p, r, _ = precision_recall_curve(labels, scores)
+        ax.plot(r, p, label=name)
+    ax.set(xlabel="recall", ylabel="precision", title=title, ylim=(0, 1.02))
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str = "Scores") -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(scores, bins=60)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomaly")
+    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.4g}")
+    ax.set(xlabel="anomaly score", ylabel="density", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

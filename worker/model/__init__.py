@@ -1,0 +1,26 @@
+"""Pure GANomaly maths: networks, losses, scoring and calibration.
+
+Nothing in this subpackage does I/O or imports Kafka, Redis, settings or logging;
+everything above it (training, artifacts, the stream worker) depends on it, never
+the reverse.
+"""
+
+from worker.model.calibration import Calibration, calibrate
+from worker.model.loss import DiscriminatorLoss, GeneratorLoss, GeneratorLossParts
+from worker.model.networks import Discriminator, GanomalyConfig, Generator, weights_init
+from worker.model.scoring import ScoreBatch, Scorer, latent_score
+
+__all__ = [
+    "Calibration",
+    "Discriminator",
+    "DiscriminatorLoss",
+    "GanomalyConfig",
+    "Generator",
+    "GeneratorLoss",
+    "GeneratorLossParts",
+    "ScoreBatch",
+    "Scorer",
+    "calibrate",
+    "latent_score",
+    "weights_init",
+]

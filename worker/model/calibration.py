@@ -1,0 +1,63 @@
+"""Threshold calibration from held-out *normal* scores only.
+
+The threshold is the (1 - target_fpr) quantile of validation scores, so on data like
+the validation set about target_fpr of normal images are flagged. Score statistics
+travel with it so the worker can report a normalised score without ever looking at
+test data (the original code min-max normalised over the test set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    target_fpr: float
+    n: int
+    mean: float
+    std: float
+    median: float
+    p95: float
+    p99: float
+    max: float
+
+    def normalise(self, score: np.ndarray | float) -> np.ndarray | float:
+        """0 at the normal median, 1 at the threshold: a scale-free severity."""
+        span = max(self.threshold - self.median, 1e-12)
+        return (np.asarray(score, dtype=np.float64) - self.median) / span
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def calibrate(normal_scores: np.ndarray, target_fpr: float = 0.01) -> Calibration:
+    s = np.asarray(normal_scores, dtype=np.float64)
+    if s.size == 0 or not np.all(np.isfinite(s)):
+        msg = "calibration needs a non-empty set of finite validation scores"
+        raise ValueError(msg)
+    if not 0.0 < target_fpr < 1.0:
+        msg = f"target_fpr must be in (0, 1), got {target_fpr}"
+        raise ValueError(msg)
+    # method="higher": the threshold is an observed score, so at most target_fpr of
+    # the validation scores lie strictly above it.
+    thr = float(np.quantile(s, 1.0 - target_fpr, method="higher"))
+    return Calibration(
+        threshold=thr,
+        target_fpr=target_fpr,
+        n=int(s.size),
+        mean=float(s.mean()),
+        std=float(s.std()),
+        median=float(np.median(s)),
+        p95=float(np.quantile(s, 0.95)),
+        p99=float(np.quantile(s, 0.99)),
+        max=float(s.max()),
+    )

@@ -1,0 +1,49 @@
+"""GANomaly losses as in the original code at its 2019 revision.
+
+Generator: w_adv * L2(f(x), f(G(x))) on discriminator features (feature matching)
++ w_con * L1(x, G(x)) + w_enc * L2(z, z'). Discriminator: mean of BCE on real and on
+the detached fake.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812 - torch's own convention
+
+
+class GeneratorLossParts(NamedTuple):
+    total: torch.Tensor
+    adv: torch.Tensor
+    con: torch.Tensor
+    enc: torch.Tensor
+
+
+class GeneratorLoss(nn.Module):
+    def __init__(self, w_adv: float = 1.0, w_con: float = 50.0, w_enc: float = 1.0) -> None:
+        super().__init__()
+        self.w_adv, self.w_con, self.w_enc = w_adv, w_con, w_enc
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        z: torch.Tensor,
+        z_hat: torch.Tensor,
+        feat_real: torch.Tensor,
+        feat_fake: torch.Tensor,
+    ) -> GeneratorLossParts:
+        adv = F.mse_loss(feat_fake, feat_real)
+        con = F.l1_loss(x_hat, x)
+        enc = F.mse_loss(z_hat, z)
+        total = self.w_adv * adv + self.w_con * con + self.w_enc * enc
+        return GeneratorLossParts(total, adv, con, enc)
+
+
+class DiscriminatorLoss(nn.Module):
+    def forward(self, pred_real: torch.Tensor, pred_fake: torch.Tensor) -> torch.Tensor:
+        real = F.binary_cross_entropy(pred_real, torch.ones_like(pred_real))
+        fake = F.binary_cross_entropy(pred_fake, torch.zeros_like(pred_fake))
+        return 0.5 * (real + fake)

@@ -1,0 +1,1 @@
+"""Training: the GAN update loop with honest model selection and calibration."""

@@ -1,0 +1,258 @@
+"""The GANomaly training loop.
+
+Update order per batch follows the original code and anomalib: forward G, generator
+step (feature-matching adversarial + contextual + encoder losses), then a
+discriminator step on the detached fake; D is re-initialised when its loss collapses
+below 1e-5. After every epoch the generator is scored in eval mode on *held-out
+normal* images; the epoch with the best validation criterion is kept. The test set is
+never touched here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from worker.model import (
+    Calibration,
+    Discriminator,
+    DiscriminatorLoss,
+    GanomalyConfig,
+    Generator,
+    GeneratorLoss,
+    GeneratorLossParts,
+    Scorer,
+    calibrate,
+)
+from worker.model.scoring import latent_score
+
+SelectBy = Literal["val_recon", "val_loss", "last"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    w_adv: float = 1.0
+    w_con: float = 50.0
+    w_enc: float = 1.0
+    target_fpr: float = 0.01
+    select_by: SelectBy = "val_recon"
+    seed: int = 0
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    seconds: float
+    images_per_s: float
+    loss_g: float
+    loss_d: float
+    loss_adv: float
+    loss_con: float
+    loss_enc: float
+    d_reinits: int
+    val_recon: float  # mean L1 reconstruction error on held-out normals (eval mode)
+    val_loss: float  # w_con * val_recon + w_enc * mean latent error: the G objective minus its adversarial part
+    val_score_mean: float
+
+
+@dataclass
+class FitResult:
+    generator: Generator
+    calibration: Calibration
+    best_epoch: int
+    history: list[EpochStats] = field(default_factory=list)
+
+    def history_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(h) for h in self.history]
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def train_step(
+    netg: Generator,
+    netd: Discriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    g_loss: GeneratorLoss,
+    d_loss: DiscriminatorLoss,
+    xb: torch.Tensor,
+) -> tuple[GeneratorLossParts, torch.Tensor, int]:
+    """One GANomaly update: G step, then D step on the detached fake. Returns (G parts, D loss, D re-inits)."""
+    x_hat, z, z_hat = netg(xb)
+    _, feat_real = netd(xb)
+    _, feat_fake = netd(x_hat)
+    parts = g_loss(xb, x_hat, z, z_hat, feat_real.detach(), feat_fake)
+    opt_g.zero_grad(set_to_none=True)
+    parts.total.backward()
+    opt_g.step()
+    pred_real, _ = netd(xb)
+    pred_fake, _ = netd(x_hat.detach())
+    ld = d_loss(pred_real, pred_fake)
+    opt_d.zero_grad(set_to_none=True)
+    ld.backward()
+    opt_d.step()
+    if ld.item() < 1e-5:  # D won outright: restart it, as the original does
+        netd.reset_parameters()
+        return parts, ld, 1
+    return parts, ld, 0
+
+
+@torch.inference_mode()
+def validate(generator: Generator, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Latent scores and L1 reconstruction errors per image, in eval mode."""
+    was_training = generator.training
+    generator.eval()
+    scores, recons = [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(device, non_blocking=True)
+        x_hat, z, z_hat = generator(xb)
+        scores.append(latent_score(z, z_hat).cpu())
+        recons.append((xb - x_hat).abs().flatten(1).mean(1).cpu())
+    generator.train(was_training)
+    return torch.cat(scores).numpy(), torch.cat(recons).numpy()
+
+
+def _state_path(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.train-state.pt"
+
+
+def fit(
+    model_config: GanomalyConfig,
+    cfg: TrainConfig,
+    train_x: torch.Tensor,
+    val_x: torch.Tensor,
+    *,
+    device: torch.device,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    init_generator: Generator | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    progress: Callable[[int, str], Any] | None = None,
+) -> FitResult:
+    """Train and select. ``progress(total_batches, desc)`` returns a tqdm-like bar or None."""
+    if len(train_x) < cfg.batch_size:
+        msg = f"{len(train_x)} training images is fewer than one batch of {cfg.batch_size}"
+        raise ValueError(msg)
+    gen_rng = seed_everything(cfg.seed)
+    netg = init_generator if init_generator is not None else Generator(model_config)
+    netg = netg.to(device).train()
+    netd = Discriminator(model_config).to(device).train()
+    opt_g = torch.optim.Adam(netg.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(netd.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    g_loss, d_loss = GeneratorLoss(cfg.w_adv, cfg.w_con, cfg.w_enc), DiscriminatorLoss()
+
+    history: list[EpochStats] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    start_epoch = 0
+    state_path = _state_path(out_dir) if out_dir is not None else None
+    if resume and state_path is not None and state_path.exists():
+        # weights_only=True: the resume file holds tensors and plain containers only; nothing is unpickled.
+        st = torch.load(state_path, map_location=device, weights_only=True)
+        netg.load_state_dict(st["netg"])
+        netd.load_state_dict(st["netd"])
+        opt_g.load_state_dict(st["opt_g"])
+        opt_d.load_state_dict(st["opt_d"])
+        gen_rng.set_state(st["rng"])
+        start_epoch = int(st["epoch"])
+        history = [EpochStats(**h) for h in st["history"]]
+        if st.get("best_state") is not None:
+            best = (float(st["best_value"]), int(st["best_epoch"]), st["best_state"])
+
+    n_batches = len(train_x) // cfg.batch_size  # drop_last, like the original loader
+    pin = device.type == "cuda"
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.monotonic()
+        perm = torch.randperm(len(train_x), generator=gen_rng)
+        sums = dict.fromkeys(("g", "d", "adv", "con", "enc"), 0.0)
+        reinits = 0
+        bar = progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
+        for b in range(n_batches):
+            xb = train_x[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            xb = (xb.pin_memory() if pin else xb).to(device, non_blocking=True)
+            parts, ld, reinit = train_step(netg, netd, opt_g, opt_d, g_loss, d_loss, xb)
+            reinits += reinit
+            for k, v in (("g", parts.total), ("d", ld), ("adv", parts.adv), ("con", parts.con), ("enc", parts.enc)):
+                sums[k] += float(v.detach())
+            if bar is not None:
+                bar.update(1)
+                if b % 20 == 0:
+                    bar.set_postfix(g=f"{parts.total.item():.3f}", d=f"{ld.item():.3f}")
+        if bar is not None:
+            bar.close()
+        train_s = time.monotonic() - t0
+        scores, recons = validate(netg, val_x, device)
+        stats = EpochStats(
+            epoch=epoch + 1,
+            seconds=round(time.monotonic() - t0, 3),
+            images_per_s=round(n_batches * cfg.batch_size / max(train_s, 1e-9), 1),
+            loss_g=sums["g"] / n_batches,
+            loss_d=sums["d"] / n_batches,
+            loss_adv=sums["adv"] / n_batches,
+            loss_con=sums["con"] / n_batches,
+            loss_enc=sums["enc"] / n_batches,
+            d_reinits=reinits,
+            val_recon=float(recons.mean()),
+            val_loss=float(cfg.w_con * recons.mean() + cfg.w_enc * scores.mean()),
+            val_score_mean=float(scores.mean()),
+        )
+        history.append(stats)
+        value = {"val_recon": stats.val_recon, "val_loss": stats.val_loss, "last": -float(epoch)}[cfg.select_by]
+        if not math.isfinite(value):
+            value = math.inf
+        if best is None or value <= best[0]:
+            best = (value, epoch + 1, copy.deepcopy({k: v.detach().cpu() for k, v in netg.state_dict().items()}))
+        if on_epoch:
+            on_epoch(stats)
+        if state_path is not None:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(
+                {"netg": netg.state_dict(), "netd": netd.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                 "rng": gen_rng.get_state(), "epoch": epoch + 1, "history": [asdict(h) for h in history],
+                 "best_value": best[0], "best_epoch": best[1], "best_state": best[2]},
+                tmp,
+            )
+            tmp.replace(state_path)
+
+    assert best is not None  # at least one epoch ran (or was resumed)
+    final = Generator(model_config)
+    final.load_state_dict(best[2])
+    final.to(device)
+    val_scores, _ = validate(final, val_x, device)
+    calibration = calibrate(val_scores, cfg.target_fpr)
+    return FitResult(generator=final.cpu(), calibration=calibration, best_epoch=best[1], history=history)
+
+
+def clear_resume_state(out_dir: Path) -> None:
+    _state_path(out_dir).unlink(missing_ok=True)
+
+
+def score_tensor(scorer: Scorer, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Scores for a whole tensor of images, in batches."""
+    return np.concatenate([scorer.score(x[i : i + batch_size]).score.numpy() for i in range(0, len(x), batch_size)]) if len(x) else np.empty(0)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
