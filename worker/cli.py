@@ -18,7 +18,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[type, Calla
     table: dict[str, tuple[type, Callable[[Any], Any]]] = {}
     table["train"] = (train.register(sub), train.run)
     table["evaluate"] = (evaluate.register(sub), evaluate.run)
-    table["bench model"] = (bench.register(sub)["model"], bench.run)
+    bench_sub = bench.register(sub)
+    table["bench model"] = (bench_sub["model"], bench.run)
     _register_optional(sub, table)
     return parser, table
 
@@ -38,20 +39,19 @@ def main(argv: list[str] | None = None) -> int:
 
     parser, table = build_parser()
     ns = parser.parse_args(argv)
-    key = ns.command if ns.command != "bench" else f"bench {ns.bench_target}"
-    key = key if key in table else f"{ns.command} {getattr(ns, ns.command.replace('-', '_') + '_target', '')}".strip()
+    key = f"bench {ns.bench_target}" if ns.command == "bench" else ns.command
     cls, fn = table[key]
     try:
         settings = settings_from_args(cls, ns)
         configure_logging(getattr(settings, "log_level", "info"))
-        fn(settings)
+        rc = fn(settings)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -116,11 +116,15 @@ def run(s: BenchModelSettings) -> list[dict[str, Any]]:
     return rows
 
 
+BENCH_SUBPARSERS: dict[str, argparse._SubParsersAction] = {}
+
+
 def register(sub: argparse._SubParsersAction) -> dict[str, type[BaseSettings]]:
     from worker.settings_cli import add_settings_arguments
 
     p = sub.add_parser("bench", help="benchmarks: model (scoring/training throughput), stream (end to end)")
     bsub = p.add_subparsers(dest="bench_target", required=True)
+    BENCH_SUBPARSERS["bench"] = bsub  # `bench stream` registers itself here
     pm = bsub.add_parser("model", help="scoring and training throughput", description=__doc__)
     add_settings_arguments(pm, BenchModelSettings)
     return {"model": BenchModelSettings}

@@ -1,0 +1,131 @@
+"""Helpers for tests against the real broker and Redis: topics, worker processes, reading topics back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from producers import ImagePublisher, encode_png
+from worker.data.idx import load_split
+from worker.stream.kafka_io import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Topics:
+    def __init__(self, bootstrap: str, partitions: int = 4) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.input, self.results, self.alerts, self.dlq = (f"{n}-{tag}" for n in ("images", "results", "alerts", "dlq"))
+        self.group = f"g-{tag}"
+        ensure_topics({"bootstrap_servers": [bootstrap]}, [self.input, self.results, self.alerts, self.dlq], partitions)
+
+    def env(self) -> dict[str, str]:
+        return {"GANOMALY_INPUT_TOPIC": self.input, "GANOMALY_RESULTS_TOPIC": self.results, "GANOMALY_ALERTS_TOPIC": self.alerts,
+                "GANOMALY_DLQ_TOPIC": self.dlq, "GANOMALY_GROUP_ID": self.group}
+
+
+def produce_fmnist(bootstrap: str, topic: str, n: int, *, start: int = 0, data_dir: Path, klass: int = 0) -> dict[str, str]:
+    """Publish test-split images as PNG (key t10k:i, label per leave-one-out class ``klass``). Returns key -> label."""
+    images, labels = load_split(data_dir, "t10k")
+    out = {}
+    with ImagePublisher(bootstrap, topic) as pub:
+        for i in range(start, start + n):
+            label = "anomaly" if labels[i] == klass else "normal"
+            key = f"t10k:{i}"
+            pub.publish(encode_png(images[i]), key=key, source=f"cam-{i % 3}", label=label, content_type="image/png")
+            out[key] = label
+    assert pub.stats.failed == 0, pub.stats.errors
+    return out
+
+
+def read_topic(bootstrap: str, topic: str, *, want: int | None = None, timeout_s: float = 60.0, settle_s: float = 1.5) -> list[Any]:
+    """Everything in ``topic`` (manual assignment, no group): until ``want`` records, or nothing new for ``settle_s``."""
+    c = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=500)
+    parts = c.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in parts]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    last_new = time.monotonic()
+    while time.monotonic() < deadline:
+        batch = c.poll(timeout_ms=300)
+        got = [r for recs in batch.values() for r in recs]
+        if got:
+            out += got
+            last_new = time.monotonic()
+        if want is not None and len(out) >= want and time.monotonic() - last_new > 0.3:
+            break
+        if want is None and time.monotonic() - last_new > settle_s:
+            break
+    c.close()
+    return out
+
+
+def results_by_id(records: list[Any]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        d = json.loads(r.value)
+        out.setdefault(d["id"], []).append(d)
+    return out
+
+
+class WorkerProc:
+    """``ganomaly worker`` as a real subprocess (so SIGKILL/SIGTERM are real)."""
+
+    def __init__(self, *, bootstrap: str, topics: Topics, model: Path, redis_url: str, prefix: str, log: Path, **env: Any) -> None:
+        self.log_path = log
+        full = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "GANOMALY_BOOTSTRAP_SERVERS": bootstrap,
+            "GANOMALY_MODEL": str(model),
+            "GANOMALY_REDIS_URL": redis_url,
+            "GANOMALY_REDIS_PREFIX": prefix,
+            "GANOMALY_SESSION_TIMEOUT_MS": "4000",
+            "GANOMALY_HEARTBEAT_INTERVAL_MS": "500",
+            "GANOMALY_METRICS_PORT": "0",
+            "GANOMALY_DEVICE": "cpu",
+            "GANOMALY_RETRY_BACKOFF_MAX_S": "0.5",
+            **topics.env(),
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.proc = subprocess.Popen([sys.executable, "-m", "worker", "worker"], cwd=ROOT, env=full,
+                                     stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.logs():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode} before '{text}':\n{self.logs()[-3000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"no '{text}' within {timeout_s}s:\n{self.logs()[-3000:]}")
+
+    def terminate(self, timeout_s: float = 40.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> WorkerProc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill()

@@ -1,0 +1,391 @@
+"""The worker process: wiring of the poll loop, decoders, scorer and sink thread."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+import structlog
+import torch
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from worker.artifact import load_artifact
+from worker.commands.common import resolve_device
+from worker.data.images import BadImage, DecodeLimits, decode_image
+from worker.stream import messages as m
+from worker.stream.batcher import next_batch
+from worker.stream.kafka_io import ensure_topics, headers_dict, make_consumer, make_producer
+from worker.stream.metrics import Health, WorkerMetrics, serve_http
+from worker.stream.model_holder import ModelHolder, ServingModel, serving_model, warm_up
+from worker.stream.offsets import OffsetTracker
+from worker.stream.retry import Aborted
+from worker.stream.settings import WorkerSettings
+from worker.stream.sinks.kafka_sink import KafkaSink
+from worker.stream.sinks.outputs import DeadLetter, OutputBatch
+from worker.stream.sinks.redis_sink import RedisSink, now_ms
+
+log = structlog.get_logger("worker")
+
+
+@dataclass
+class Decoded:
+    rec: Any  # kafka ConsumerRecord
+    x: np.ndarray
+    polled_at: float
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.s = settings
+        self.device = resolve_device(settings.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        artifact = load_artifact(settings.model, self.device)  # fails fast on a bad artifact
+        model = serving_model(artifact, self.device, settings.amp, settings.threshold_override)
+        warm_up(model)
+        self.models = ModelHolder(model)
+        self.limits = DecodeLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side,
+                                   max_aspect=settings.max_aspect, channel_policy=settings.channel_policy)
+        self.tracker = OffsetTracker()
+        self.metrics = WorkerMetrics()
+        self.metrics.set_model(model.version, model.threshold)
+        self.health = Health(stale_s=max(30.0, settings.drain_timeout_s + 10))
+        self.health.model_loaded = True
+        self.raw_q: queue.Queue[Any] = queue.Queue()  # bounded by max_in_flight through pause/resume
+        self.ready_q: queue.Queue[Decoded] = queue.Queue()
+        self.out_q: queue.Queue[OutputBatch | DeadLetter] = queue.Queue(maxsize=8)
+        self.stop = threading.Event()  # stop polling, drain
+        self.abort = threading.Event()  # give up on in-flight work (past the drain budget)
+        self.scored_total = 0
+        self.dead_total = 0
+        self.assignment: set[TopicPartition] = set()
+        self.paused = False
+        self._threads: list[threading.Thread] = []
+        self.consumer: KafkaConsumer | None = None
+        self._http = None
+
+    # ---- pipeline stages (each its own thread) ----
+
+    def _decode_loop(self) -> None:
+        spec = self.models.current().artifact.input_spec
+        while True:
+            try:
+                rec = self.raw_q.get(timeout=0.2)
+            except queue.Empty:
+                self.health.beat("decode")
+                if self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0):
+                    return
+                continue
+            tp = TopicPartition(rec.topic, rec.partition)
+            if not self.tracker.is_tracked(tp, rec.offset):
+                continue  # partition revoked meanwhile: the new owner scores it
+            try:
+                x = decode_image(rec.value or b"", spec, self.limits)
+                self.ready_q.put(Decoded(rec, x, time.monotonic()))
+            except BadImage as e:
+                self._put_out(DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
+                                         [(k, v) for k, v in rec.headers or [] if v is not None], e.reason, type(e).__name__, str(e)))
+            except Exception as e:  # noqa: BLE001 - any decoder crash is this record's problem, not the partition's
+                self._put_out(DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
+                                         [(k, v) for k, v in rec.headers or [] if v is not None], "decode_error", type(e).__name__, str(e)))
+
+    def _put_out(self, item: OutputBatch | DeadLetter) -> None:
+        while not self.abort.is_set():
+            try:
+                self.out_q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _score_loop(self) -> None:
+        s = self.s
+        pin = self.device.type == "cuda"
+        while True:
+            items = next_batch(self.ready_q, s.max_batch_size, s.max_wait_ms / 1000.0)
+            self.health.beat("score")
+            if not items:
+                if self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0):
+                    return
+                continue
+            model = self.models.current()  # once per batch: a swap never splits a batch
+            t0 = time.monotonic()
+            x = torch.from_numpy(np.stack([d.x for d in items]))
+            if pin:
+                x = x.pin_memory()
+            try:
+                scores = model.scorer.score(x).score.numpy()
+            except RuntimeError as e:  # e.g. CUDA OOM: score one by one rather than stall
+                log.warning("batch_failed_retrying_singly", error=str(e), size=len(items))
+                scores = np.concatenate([model.scorer.score(x[i : i + 1]).score.numpy() for i in range(len(items))])
+            compute_s = time.monotonic() - t0
+            out = self._results(items, scores, model)
+            self.metrics.batch_size.observe(len(items))
+            self.metrics.compute.observe(compute_s)
+            for d in items:
+                self.metrics.queue_wait.observe(t0 - d.polled_at)
+            offsets = sorted((d.rec.partition, d.rec.offset) for d in items)
+            log.info("batch", size=len(items), compute_ms=round(compute_s * 1000, 2),
+                     queue_wait_ms=round((t0 - min(d.polled_at for d in items)) * 1000, 2),
+                     partitions=sorted({p for p, _ in offsets}), first=offsets[0], last=offsets[-1],
+                     anomalies=sum(r.is_anomaly for r in out.results), model_version=model.version)
+            self._put_out(out)
+
+    def _results(self, items: list[Decoded], scores: np.ndarray, model: ServingModel) -> OutputBatch:
+        out = OutputBatch()
+        cal = model.artifact.calibration
+        span = max(model.threshold - cal.median, 1e-12)
+        scored_at = now_ms()
+        for d, sc in zip(items, scores.tolist(), strict=True):
+            rec = d.rec
+            h = headers_dict(rec.headers)
+            key = rec.key.decode("utf-8", "replace") if rec.key else None
+            ref = m.InputRef(topic=rec.topic, partition=rec.partition, offset=rec.offset, key=key)
+            res = m.Result(
+                id=ref.id, input=ref, image_id=key, source=h.get(m.H_SOURCE), trace_id=h.get(m.H_TRACE), label=h.get(m.H_LABEL),
+                score=sc, score_normalised=(sc - cal.median) / span, threshold=model.threshold, is_anomaly=sc > model.threshold,
+                model_version=model.version, record_timestamp_ms=rec.timestamp, scored_at_ms=scored_at,
+                latency_ms=float(scored_at - rec.timestamp), worker=self.s.worker_id,
+            )
+            out.results.append(res)
+            out.keys.append((key or res.source or ref.id).encode())
+        return out
+
+    def _sink_loop(self, kafka_sink: KafkaSink, redis_sink: RedisSink) -> None:
+        while True:
+            try:
+                first = self.out_q.get(timeout=0.2)
+            except queue.Empty:
+                self.health.beat("sink")
+                if self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0):
+                    return
+                continue
+            batch = OutputBatch()
+            for item in [first, *self._drain_nowait(self.out_q, 16)]:
+                if isinstance(item, DeadLetter):
+                    batch.dead.append(item)
+                else:
+                    batch.results += item.results
+                    batch.keys += item.keys
+            model = self.models.current()
+            t0 = time.monotonic()
+            try:
+                kafka_sink.write(batch, model.version)
+                status = self._status(model)
+                redis_sink.write(batch, status)
+            except Aborted:
+                log.warning("outputs_abandoned", results=len(batch.results), dead=len(batch.dead), note="offsets stay uncommitted")
+                return
+            self.metrics.sink.observe(time.monotonic() - t0)
+            done_ms = now_ms()
+            for r in batch.results:
+                self.tracker.done(TopicPartition(r.input.topic, r.input.partition), r.input.offset)
+                self.metrics.e2e.observe(max(0.0, (done_ms - r.record_timestamp_ms) / 1000))
+                self.metrics.scored.labels(r.model_version).inc()
+                if r.is_anomaly:
+                    self.metrics.anomalies.labels(r.model_version).inc()
+            for d in batch.dead:
+                self.tracker.done(TopicPartition(d.topic, d.partition), d.offset)
+                self.metrics.dead_letters.labels(d.reason).inc()
+                log.warning("dead_letter", topic=d.topic, partition=d.partition, offset=d.offset, reason=d.reason, error=d.message[:200])
+            self.scored_total += len(batch.results)
+            self.dead_total += len(batch.dead)
+            self.health.beat("sink")
+
+    @staticmethod
+    def _drain_nowait(q: queue.Queue, n: int) -> list[Any]:
+        out = []
+        for _ in range(n):
+            try:
+                out.append(q.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def _status(self, model: ServingModel) -> m.WorkerStatus:
+        return m.WorkerStatus(worker=self.s.worker_id, model_version=model.version, threshold=model.threshold,
+                              assigned=",".join(sorted(f"{tp.topic}-{tp.partition}" for tp in self.assignment)),
+                              in_flight=self.tracker.in_flight(), scored_total=self.scored_total, dead_letters_total=self.dead_total,
+                              updated_ms=now_ms())
+
+    # ---- the poll thread ----
+
+    def _commit(self, tps: set[TopicPartition] | None = None) -> None:
+        assert self.consumer is not None
+        offsets = self.tracker.committable(tps if tps is not None else self.assignment)
+        new = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items() if self._committed.get(tp) != off}
+        if not new:
+            return
+        try:
+            self.consumer.commit(new)
+            self._committed.update({tp: o.offset for tp, o in new.items()})
+            self.metrics.commits.labels("ok").inc()
+        except KafkaError as e:  # rebalance in progress or broker away: the next commit catches up
+            self.metrics.commits.labels("failed").inc()
+            log.warning("commit_failed", error=f"{type(e).__name__}: {e}")
+
+    def _backpressure(self) -> None:
+        assert self.consumer is not None
+        n = self.tracker.in_flight()
+        self.metrics.in_flight.set(n)
+        if not self.paused and n >= self.s.max_in_flight and self.assignment:
+            self.consumer.pause(*self.assignment)
+            self.paused = True
+            log.info("paused", in_flight=n, partitions=len(self.assignment))
+        elif self.paused and n <= self.s.resume_in_flight:
+            self.consumer.resume(*self.consumer.paused())
+            self.paused = False
+            log.info("resumed", in_flight=n)
+        self.metrics.paused.set(len(self.consumer.paused()))
+
+    def _observe(self) -> None:
+        assert self.consumer is not None
+        self.metrics.queue_depth.labels("raw").set(self.raw_q.qsize())
+        self.metrics.queue_depth.labels("ready").set(self.ready_q.qsize())
+        self.metrics.queue_depth.labels("out").set(self.out_q.qsize())
+        for tp in self.assignment:
+            hw = self.consumer.highwater(tp)
+            if hw is not None:
+                try:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - self.consumer.position(tp, timeout_ms=0)))
+                except (KafkaError, TypeError, AssertionError):
+                    pass
+
+    def run(self) -> int:
+        s = self.s
+        common = s.kafka_common()
+        if s.metrics_port:
+            self._http = serve_http(s.metrics_host, s.metrics_port, self.metrics, self.health,
+                                    lambda: {"model_version": self.models.current().version, "partitions": len(self.assignment)})
+        if s.create_topics:
+            ensure_topics(common, [s.input_topic, s.results_topic, s.alerts_topic, s.dlq_topic], s.topic_partitions)
+        producer = make_producer(common, linger_ms=s.producer_linger_ms,
+                                 compression_type=None if s.producer_compression == "none" else s.producer_compression,
+                                 delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2))
+        rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
+        kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic,
+                               worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000)
+        redis_sink = RedisSink(rclient, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
+                               status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s)
+        self.consumer = make_consumer(
+            common, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms, max_poll_interval_ms=s.max_poll_interval_ms,
+            max_poll_records=s.max_poll_records, fetch_max_bytes=s.fetch_max_bytes,
+        )
+        self._committed: dict[TopicPartition, int] = {}
+        self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
+        self._threads = [threading.Thread(target=self._decode_loop, name=f"decode-{i}", daemon=True) for i in range(s.decode_threads)]
+        self._threads += [threading.Thread(target=self._score_loop, name="score", daemon=True),
+                          threading.Thread(target=self._sink_loop, args=(kafka_sink, redis_sink), name="sink", daemon=True)]
+        for t in self._threads:
+            t.start()
+        log.info("started", worker=s.worker_id, model_version=self.models.current().version, threshold=self.models.current().threshold,
+                 device=str(self.device), input_topic=s.input_topic, group_id=s.group_id)
+        last_commit = last_observe = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                records = self.consumer.poll(timeout_ms=100, max_records=s.max_poll_records)
+                self.health.beat("poll")
+                for tp, recs in records.items():
+                    for rec in recs:
+                        self.tracker.add(tp, rec.offset)
+                        self.raw_q.put(rec)
+                self._backpressure()
+                now = time.monotonic()
+                if now - last_commit >= s.commit_interval_ms / 1000:
+                    self._commit()
+                    last_commit = now
+                if now - last_observe >= 1.0:
+                    self._observe()
+                    last_observe = now
+        finally:
+            self._shutdown(producer, rclient)
+        return 0
+
+    def _shutdown(self, producer: Any, rclient: redis.Redis) -> None:
+        log.info("draining", in_flight=self.tracker.in_flight(), budget_s=self.s.drain_timeout_s)
+        drained = self.tracker.wait_drained(None, self.s.drain_timeout_s)
+        if not drained:
+            log.warning("drain_budget_exceeded", in_flight=self.tracker.in_flight())
+        self.abort.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        assert self.consumer is not None
+        self._commit()
+        # close() runs the revoke listener (nothing left in flight) and leaves the group.
+        self.consumer.close(autocommit=False, timeout_ms=5000)
+        producer.close(timeout=5)
+        rclient.close()
+        if self._http is not None:
+            self._http.shutdown()
+        log.info("stopped", scored=self.scored_total, dead_letters=self.dead_total, drained=drained)
+
+    def request_stop(self, *_: object) -> None:
+        self.stop.set()
+
+
+class _Rebalance(AsyncConsumerRebalanceListener):
+    """Runs on the consumer's IO loop: awaits (never blocks) so heartbeats continue.
+
+    On revoke, gives in-flight records of the revoked partitions a bounded time to
+    finish, commits what is finished, and forgets them; whatever is unfinished is
+    redelivered to the new owner (outputs are idempotent, so that is harmless).
+    kafka-python has no public awaitable commit, so the coordinator's coroutine is
+    used; if it is missing, the periodic commits are all that happened.
+    """
+
+    def __init__(self, w: Worker) -> None:
+        self.w = w
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        w = self.w
+        coord = getattr(w.consumer, "_coordinator", None)
+        net = getattr(coord, "_net", None)
+        deadline = time.monotonic() + min(w.s.drain_timeout_s, w.s.session_timeout_ms / 2000)
+        while net is not None and w.tracker.in_flight(revoked) and time.monotonic() < deadline:
+            await net.sleep(0.05)
+        offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in w.tracker.committable(revoked).items() if w._committed.get(tp) != o}
+        commit = getattr(coord, "_commit_offsets_sync_async", None)
+        if offsets and commit is not None:
+            try:
+                await commit(offsets)
+                w._committed.update({tp: o.offset for tp, o in offsets.items()})
+            except Exception as e:  # noqa: BLE001 - never let a failed commit break the rebalance
+                log.warning("revoke_commit_failed", error=f"{type(e).__name__}: {e}")
+        w.tracker.forget(revoked)
+        for tp in revoked:
+            w._committed.pop(tp, None)
+        w.assignment -= set(revoked)
+        w.health.assigned = bool(w.assignment)
+        w.metrics.assigned.set(len(w.assignment))
+        log.info("partitions_revoked", partitions=sorted(f"{t.topic}-{t.partition}" for t in revoked), committed=len(offsets))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        w = self.w
+        w.assignment |= set(assigned)
+        w.health.assigned = bool(w.assignment)
+        w.metrics.assigned.set(len(w.assignment))
+        if w.paused and assigned:  # new partitions start paused too while we are over the limit
+            w.consumer.pause(*assigned)  # type: ignore[union-attr]
+        log.info("partitions_assigned", partitions=sorted(f"{t.topic}-{t.partition}" for t in assigned))
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        w = self.w
+        w.tracker.forget(lost)
+        w.assignment -= set(lost)
+        w.health.assigned = bool(w.assignment)
+        log.warning("partitions_lost", partitions=sorted(f"{t.topic}-{t.partition}" for t in lost))
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    w = Worker(settings)
+    signal.signal(signal.SIGTERM, w.request_stop)
+    signal.signal(signal.SIGINT, w.request_stop)
+    return w.run()

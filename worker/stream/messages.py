@@ -1,0 +1,148 @@
+"""Message contracts of the worker's topics and Redis entries (JSON Schema via ``ganomaly schemas``).
+
+Input records carry the encoded image as the value (no envelope), so producers need
+nothing but a Kafka client; metadata travels in headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Input headers (all optional).
+H_CONTENT_TYPE = "content-type"
+H_SOURCE = "source"
+H_LABEL = "label"  # "normal" / "anomaly": used by evaluation only, never by scoring
+H_TRACE = "trace-id"
+
+# Dead-letter headers added next to the original ones.
+H_DLQ_REASON = "dlq-reason"
+H_DLQ_ERROR = "dlq-error-class"
+H_DLQ_MESSAGE = "dlq-error-message"
+H_DLQ_ATTEMPTS = "dlq-attempts"
+H_DLQ_TOPIC = "dlq-topic"
+H_DLQ_PARTITION = "dlq-partition"
+H_DLQ_OFFSET = "dlq-offset"
+H_DLQ_WORKER = "dlq-worker"
+H_DLQ_MODEL = "dlq-model-version"
+
+
+class InputRef(BaseModel):
+    """Where the scored record lives: enough to fetch its bytes again (assign + seek)."""
+
+    model_config = ConfigDict(frozen=True)
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = Field(None, description="the input record key (image id), if any")
+
+    @property
+    def id(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+class Result(BaseModel):
+    """One per valid input record, on the results topic and in Redis."""
+
+    schema_: Literal["ganomaly.result/v1"] = Field("ganomaly.result/v1", alias="schema")
+    id: str = Field(description="topic:partition:offset of the input; stable across redeliveries")
+    input: InputRef
+    image_id: str | None = Field(None, description="record key, else None")
+    source: str | None = Field(None, description="camera/line id from the source header")
+    trace_id: str | None = None
+    label: str | None = Field(None, description="the input's label header, carried for evaluation")
+    score: float = Field(description="GANomaly latent score, mean over latent dims of (z - z')^2")
+    score_normalised: float = Field(description="0 at the validation median, 1 at the threshold")
+    threshold: float
+    is_anomaly: bool = Field(description="score > threshold")
+    model_version: str
+    record_timestamp_ms: int
+    scored_at_ms: int
+    latency_ms: float = Field(description="from record timestamp to scored")
+    worker: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+def fingerprint(ref: InputRef) -> str:
+    """Stable alert id: the same input always yields the same fingerprint (dedupe on redelivery)."""
+    return hashlib.sha256(ref.id.encode()).hexdigest()[:20]
+
+
+def severity(score_normalised: float) -> str:
+    """How far over the threshold, measured in (threshold - median) spans."""
+    if score_normalised >= 3.0:
+        return "critical"
+    if score_normalised >= 2.0:
+        return "major"
+    return "minor"
+
+
+class Alert(BaseModel):
+    """An anomalous result, shaped for alert services (Alertmanager-like fields)."""
+
+    schema_: Literal["ganomaly.alert/v1"] = Field("ganomaly.alert/v1", alias="schema")
+    fingerprint: str
+    status: Literal["firing"] = "firing"
+    severity: Literal["minor", "major", "critical"]
+    source: str | None
+    summary: str
+    starts_at_ms: int
+    result: Result
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @classmethod
+    def from_result(cls, r: Result) -> Alert:
+        return cls(
+            fingerprint=fingerprint(r.input),
+            severity=severity(r.score_normalised),  # type: ignore[arg-type]
+            source=r.source,
+            summary=f"anomaly score {r.score:.4g} > threshold {r.threshold:.4g} ({r.model_version}) at {r.id}",
+            starts_at_ms=r.record_timestamp_ms,
+            result=r,
+        )
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class DeadLetterHeaders(BaseModel):
+    """Headers added to a dead-lettered record; its value is the original bytes, its other headers the originals."""
+
+    dlq_reason: str = Field(alias=H_DLQ_REASON, description="empty, too_large, undecodable, truncated, bomb, dimensions, channels, ...")
+    dlq_error_class: str = Field(alias=H_DLQ_ERROR)
+    dlq_error_message: str = Field(alias=H_DLQ_MESSAGE)
+    dlq_attempts: int = Field(alias=H_DLQ_ATTEMPTS)
+    dlq_topic: str = Field(alias=H_DLQ_TOPIC)
+    dlq_partition: int = Field(alias=H_DLQ_PARTITION)
+    dlq_offset: int = Field(alias=H_DLQ_OFFSET)
+    dlq_worker: str = Field(alias=H_DLQ_WORKER)
+    dlq_model_version: str = Field(alias=H_DLQ_MODEL)
+
+
+class WorkerStatus(BaseModel):
+    """The Redis hash ``{prefix}:worker:{id}`` (refreshed each batch, expires when the worker dies)."""
+
+    worker: str
+    model_version: str
+    threshold: float
+    assigned: str = Field(description="comma-separated topic-partition list")
+    in_flight: int
+    scored_total: int
+    dead_letters_total: int
+    updated_ms: int
+
+
+def all_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        "result": Result.model_json_schema(by_alias=True),
+        "alert": Alert.model_json_schema(by_alias=True),
+        "dead-letter-headers": DeadLetterHeaders.model_json_schema(by_alias=True),
+        "worker-status": WorkerStatus.model_json_schema(by_alias=True),
+    }

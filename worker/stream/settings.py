@@ -1,0 +1,95 @@
+"""Settings of the ``ganomaly worker`` process: env prefix ``GANOMALY_``, or CLI flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_worker_id() -> str:
+    # In Kubernetes the pod name (HOSTNAME) is stable for the pod's life.
+    return os.environ.get("HOSTNAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_", frozen=True)
+
+    # Kafka
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    input_topic: str = "images"
+    results_topic: str = "image-results"
+    alerts_topic: str = "image-alerts"
+    dlq_topic: str = "image-dlq"
+    group_id: str = "ganomaly-workers"
+    worker_id: str = Field(default_factory=_default_worker_id, description="client id; also names the Redis status key")
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = Field(10_000, ge=1000, description="lower = faster failover and group joins")
+    heartbeat_interval_ms: int = Field(2_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    max_poll_records: int = Field(500, ge=1)
+    fetch_max_bytes: int = Field(52_428_800, ge=1024)
+    commit_interval_ms: int = Field(1000, ge=10, description="how often the poll thread commits finished offsets")
+    producer_linger_ms: int = Field(5, ge=0)
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    delivery_timeout_ms: int = Field(30_000, ge=1000, description="per send; a failed send is retried by the worker")
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    create_topics: bool = Field(False, description="create missing topics at start (dev/test; production topics are managed)")
+    topic_partitions: int = Field(4, ge=1, description="partitions for topics created with --create-topics")
+
+    # Model and batching
+    model: Path = Field(description="model artifact directory")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    amp: Literal["bf16", "fp16"] | None = Field(None, description="autocast for scoring")
+    threshold_override: float | None = Field(None, description="use this threshold instead of the artifact's")
+    max_batch_size: int = Field(64, ge=1)
+    max_wait_ms: float = Field(10.0, ge=0, description="batch timer, started by the batch's first image")
+    decode_threads: int = Field(2, ge=1)
+    max_in_flight: int = Field(2048, ge=1, description="pause partitions above this many unacknowledged records")
+    resume_in_flight: int = Field(512, ge=0, description="resume paused partitions at or below this")
+
+    # Input validation
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1)
+    min_side: int = Field(8, ge=1)
+    max_aspect: float = Field(16.0, ge=1)
+    channel_policy: Literal["strict", "convert"] = Field("strict", description="strict: wrong channel count is dead-lettered")
+
+    # Redis
+    redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"))
+    redis_prefix: str = "ganomaly"
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    alerts_stream_maxlen: int = Field(100_000, ge=1)
+    status_ttl_s: int = Field(30, ge=1)
+
+    # Operations
+    metrics_port: int = Field(9100, ge=0, le=65535, description="HTTP /metrics, /healthz, /readyz; 0 disables")
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod must be reachable by its probes
+    drain_timeout_s: float = Field(20.0, ge=0, description="on SIGTERM or revoke: time to finish in-flight work")
+    retry_backoff_max_s: float = Field(5.0, gt=0)
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkerSettings:
+        if self.resume_in_flight >= self.max_in_flight:
+            msg = "resume_in_flight must be below max_in_flight"
+            raise ValueError(msg)
+        if len({self.input_topic, self.results_topic, self.alerts_topic, self.dlq_topic}) != 4:
+            msg = "input, results, alerts and dead-letter topics must all differ"
+            raise ValueError(msg)
+        return self
+
+    def kafka_common(self) -> dict[str, object]:
+        cfg: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.worker_id,
+                                  "security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            cfg |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
+                    "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None}
+        return cfg

@@ -1,0 +1,71 @@
+"""Results, alerts and dead letters to Kafka through one idempotent producer."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from worker.stream import messages as m
+from worker.stream.retry import retry_until_done
+from worker.stream.sinks.outputs import OutputBatch
+
+
+class KafkaSink:
+    def __init__(self, producer: KafkaProducer, *, results_topic: str, alerts_topic: str, dlq_topic: str, worker_id: str,
+                 abort: threading.Event, backoff_max_s: float, timeout_s: float) -> None:
+        self.producer = producer
+        self.results_topic, self.alerts_topic, self.dlq_topic = results_topic, alerts_topic, dlq_topic
+        self.worker_id = worker_id
+        self.abort = abort
+        self.backoff_max_s = backoff_max_s
+        self.timeout_s = timeout_s
+
+    def _sends(self, batch: OutputBatch, model_version: str) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        for r, key in zip(batch.results, batch.keys, strict=True):
+            hdrs = [("model-version", r.model_version.encode()), ("input", r.id.encode())]
+            if r.trace_id:
+                hdrs.append((m.H_TRACE, r.trace_id.encode()))
+            out.append((self.results_topic, {"key": key, "value": r.to_json(), "headers": hdrs}))
+            if r.is_anomaly:
+                alert = m.Alert.from_result(r)
+                out.append((self.alerts_topic, {"key": (r.source or r.id).encode(), "value": alert.to_json(),
+                                                "headers": [*hdrs, ("fingerprint", alert.fingerprint.encode())]}))
+        for d in batch.dead:
+            hdrs = [h for h in d.headers if not h[0].startswith("dlq-")] + [
+                (m.H_DLQ_REASON, d.reason.encode()),
+                (m.H_DLQ_ERROR, d.error_class.encode()),
+                (m.H_DLQ_MESSAGE, d.message[:1000].encode()),
+                (m.H_DLQ_ATTEMPTS, str(d.attempts).encode()),
+                (m.H_DLQ_TOPIC, d.topic.encode()),
+                (m.H_DLQ_PARTITION, str(d.partition).encode()),
+                (m.H_DLQ_OFFSET, str(d.offset).encode()),
+                (m.H_DLQ_WORKER, self.worker_id.encode()),
+                (m.H_DLQ_MODEL, model_version.encode()),
+            ]
+            out.append((self.dlq_topic, {"key": d.key, "value": d.value, "headers": hdrs}))
+        return out
+
+    def write(self, batch: OutputBatch, model_version: str) -> None:
+        pending = self._sends(batch, model_version)
+
+        def attempt() -> None:
+            nonlocal pending
+            futures = [(t, kw, self.producer.send(t, **kw)) for t, kw in pending]
+            self.producer.flush(timeout=self.timeout_s)
+            failed = []
+            for t, kw, fut in futures:
+                try:
+                    fut.get(timeout=self.timeout_s)
+                except KafkaError:
+                    failed.append((t, kw))
+            if failed:
+                pending = failed  # re-send only what was not acknowledged
+                msg = f"{len(failed)} of {len(futures)} sends not acknowledged"
+                raise KafkaError(msg)
+
+        retry_until_done(attempt, what="kafka-produce", abort=self.abort, retry_on=(KafkaError, TimeoutError),
+                         backoff_max_s=self.backoff_max_s)
