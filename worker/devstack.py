@@ -62,13 +62,15 @@ def start_broker(port: int | None = None, *, log_path: Path | None = None, stora
     raise UserError(msg)
 
 
-def start_redis(port: int, *, dir_: Path, timeout_s: float = 10.0) -> subprocess.Popen:
+def start_redis(port: int, *, dir_: Path, persist: bool = False, timeout_s: float = 10.0) -> subprocess.Popen:
     exe = shutil.which("redis-server")
     if exe is None:
         msg = "redis-server is not installed (apt-get install -y redis-server) and no Redis answers"
         raise UserError(msg)
     dir_.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(dir_)],
+    # persist: append-only file in dir_, so a restart keeps the data (for outage tests).
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes" if persist else "no",
+                             "--dir", str(dir_)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -1,0 +1,143 @@
+"""Failure behaviour against the real broker and Redis: crashes, poison, outages, shutdown."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaConsumer, TopicPartition
+
+from producers import ImagePublisher, encode_png
+from tests.conftest import FMNIST
+from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic, results_by_id
+from tests.poison import poison_corpus
+from worker.data.idx import load_split
+from worker.devstack import free_port, start_redis, stop
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_results(broker: str, topic: str, n: int, timeout_s: float) -> dict[str, list[dict]]:
+    deadline = time.monotonic() + timeout_s
+    by_id: dict[str, list[dict]] = {}
+    while time.monotonic() < deadline:
+        by_id = results_by_id(read_topic(broker, topic, settle_s=0.5, timeout_s=20))
+        if len(by_id) >= n:
+            return by_id
+        time.sleep(0.5)
+    return by_id
+
+
+def test_two_workers_split_partitions_and_survive_sigkill(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
+    topics = Topics(broker, partitions=4)
+    common = dict(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix,
+                  GANOMALY_MAX_BATCH_SIZE=8, GANOMALY_MAX_POLL_RECORDS=16, GANOMALY_COMMIT_INTERVAL_MS=200)
+    with WorkerProc(log=tmp_path / "w1.log", GANOMALY_WORKER_ID="w1", **common) as w1, \
+         WorkerProc(log=tmp_path / "w2.log", GANOMALY_WORKER_ID="w2", **common) as w2:
+        w1.wait_for('"partitions_assigned"')
+        w2.wait_for('"partitions_assigned"')
+        time.sleep(2)  # let the second join's rebalance settle
+        sent = produce_fmnist(broker, topics.input, 400, data_dir=FMNIST)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and w1.logs().count('"batch"') < 5:
+            time.sleep(0.1)
+        w1.kill()  # SIGKILL mid-stream: no drain, no commit, no leave-group
+        sent |= produce_fmnist(broker, topics.input, 200, start=400, data_dir=FMNIST)
+        by_id = _wait_results(broker, topics.results, len(sent), timeout_s=120)
+        assert w2.terminate() == 0
+    assert {v[0]["image_id"] for v in by_id.values()} == set(sent), "an input got no result"
+    workers = Counter(v[0]["worker"] for v in by_id.values())
+    assert workers["w1"] > 0 and workers["w2"] > 0, f"partitions were not split: {workers}"
+    duplicates = sum(len(v) - 1 for v in by_id.values())
+    print(f"results per worker {dict(workers)}, duplicates after SIGKILL: {duplicates}")
+
+
+def test_poison_goes_to_dead_letters_and_good_images_around_it_are_scored(broker: str, redis_url: str, prefix: str, tiny_model: Path,
+                                                                          tmp_path: Path) -> None:
+    topics = Topics(broker, partitions=2)
+    images, _ = load_split(FMNIST, "t10k")
+    corpus = {name: (data, reason) for name, data, reason in poison_corpus()}
+    good = []
+    with ImagePublisher(broker, topics.input) as pub:
+        for i, (name, (data, _)) in enumerate(corpus.items()):
+            for j in range(3):
+                k = f"good:{i}:{j}"
+                pub.publish(encode_png(images[i * 3 + j]), key=k, source="line-1")
+                good.append(k)
+            pub.publish(data, key=f"poison:{name}", source="line-1", extra_headers={"custom": "kept"})
+    with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
+                    GANOMALY_MAX_IMAGE_BYTES=1_000_000) as w:
+        dead = read_topic(broker, topics.dlq, want=len(corpus), timeout_s=60)
+        results = read_topic(broker, topics.results, want=len(good), timeout_s=60)
+        assert w.terminate() == 0
+    got = {d.key.decode(): d for d in dead}
+    assert set(got) == {f"poison:{n}" for n in corpus}
+    for name, (data, reason) in corpus.items():
+        rec = got[f"poison:{name}"]
+        h = {k: v.decode() for k, v in rec.headers}
+        assert rec.value == data, f"{name}: original bytes not preserved"
+        assert h["dlq-reason"] == reason, f"{name}: {h}"
+        assert h["dlq-topic"] == topics.input and int(h["dlq-offset"]) >= 0 and h["dlq-error-message"]
+        assert h["custom"] == "kept" and h["source"] == "line-1"
+    assert sorted(json.loads(r.value)["image_id"] for r in results) == sorted(good)
+
+
+def test_redis_outage_waits_and_loses_nothing(broker: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
+    port = free_port()
+    rdir = tmp_path / "redis"
+    rproc = start_redis(port, dir_=rdir, persist=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    topics = Topics(broker)
+    with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=url, prefix=prefix, log=tmp_path / "w.log",
+                    GANOMALY_MAX_BATCH_SIZE=16) as w:
+        w.wait_for('"partitions_assigned"')
+        sent = produce_fmnist(broker, topics.input, 100, data_dir=FMNIST)
+        _wait_results(broker, topics.results, 100, 60)
+        stop(rproc)  # Redis goes away
+        sent |= produce_fmnist(broker, topics.input, 150, start=100, data_dir=FMNIST)
+        w.wait_for('"redis-write"', timeout_s=30)  # retrying, not skipping
+        time.sleep(2)
+        assert w.proc.poll() is None, "worker died during the Redis outage"
+        rproc = start_redis(port, dir_=rdir, persist=True)
+        try:
+            by_id = _wait_results(broker, topics.results, 250, 90)
+            rc = redis.Redis.from_url(url)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(list(rc.scan_iter(f"{prefix}:result:*", count=1000))) < 250:
+                time.sleep(0.5)
+            assert w.terminate() == 0
+            keys = {k.decode().split(":result:")[1] for k in rc.scan_iter(f"{prefix}:result:*", count=1000)}
+            anomalies = {i for i, v in by_id.items() if v[0]["is_anomaly"]}
+            stream_fps = [e[1][b"fingerprint"] for e in rc.xrange(f"{prefix}:alerts")]
+        finally:
+            stop(rproc)
+    assert {v[0]["image_id"] for v in by_id.values()} == set(sent)
+    assert keys == set(by_id), f"{len(set(by_id) - keys)} results missing from Redis after the outage"
+    assert len(stream_fps) == len(set(stream_fps)) == len(anomalies), "alerts lost or duplicated across the outage"
+
+
+def test_sigterm_mid_stream_commits_exactly_what_was_written(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
+    topics = Topics(broker, partitions=3)
+    produce_fmnist(broker, topics.input, 900, data_dir=FMNIST)
+    with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
+                    GANOMALY_MAX_POLL_RECORDS=10, GANOMALY_MAX_BATCH_SIZE=8, GANOMALY_MAX_IN_FLIGHT=40, GANOMALY_RESUME_IN_FLIGHT=10) as w:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and w.logs().count('"batch"') < 10:
+            time.sleep(0.05)
+        assert w.terminate() == 0  # SIGTERM mid-stream
+        assert '"stopped"' in w.logs() and '"drained": true' in w.logs().replace('"drained":true', '"drained": true')
+    results = read_topic(broker, topics.results, settle_s=2)
+    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
+    committed = {p: c.committed(TopicPartition(topics.input, p)) or 0 for p in range(3)}
+    c.close()
+    written: dict[int, set[int]] = {p: set() for p in range(3)}
+    for r in results:
+        d = json.loads(r.value)
+        written[d["input"]["partition"]].add(d["input"]["offset"])
+    assert 0 < sum(committed.values()) < 900, f"not mid-stream: {committed}"
+    for p in range(3):
+        assert written[p] == set(range(committed[p])), f"partition {p}: committed {committed[p]}, written {sorted(written[p])[-5:]}"
