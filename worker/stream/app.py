@@ -71,6 +71,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self.consumer: KafkaConsumer | None = None
         self._http = None
+        self.on_acked: Any = None  # optional callback(list of end-to-end seconds) per output batch (benchmarks)
 
     # ---- pipeline stages (each its own thread) ----
 
@@ -185,6 +186,8 @@ class Worker:
                 return
             self.metrics.sink.observe(time.monotonic() - t0)
             done_ms = now_ms()
+            if self.on_acked is not None:
+                self.on_acked([(done_ms - r.record_timestamp_ms) / 1000 for r in batch.results])
             for r in batch.results:
                 self.tracker.done(TopicPartition(r.input.topic, r.input.partition), r.input.offset)
                 self.metrics.e2e.observe(max(0.0, (done_ms - r.record_timestamp_ms) / 1000))

@@ -50,6 +50,7 @@ class TrainConfig:
     target_fpr: float = 0.01
     select_by: SelectBy = "val_recon"
     seed: int = 0
+    ema_decay: float = 0.0  # >0: validate, select and ship an exponential moving average of G's weights
 
 
 @dataclass
@@ -120,6 +121,15 @@ def train_step(
     return parts, ld, 0
 
 
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """Polyak averaging of parameters; BatchNorm running statistics are copied (they already average)."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
 @torch.inference_mode()
 def validate(generator: Generator, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Latent scores and L1 reconstruction errors per image, in eval mode."""
@@ -167,6 +177,7 @@ def fit(
     history: list[EpochStats] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start_epoch = 0
+    st_ema = None
     state_path = _state_path(out_dir) if out_dir is not None else None
     if resume and state_path is not None and state_path.exists():
         # weights_only=True: the resume file holds tensors and plain containers only; nothing is unpickled.
@@ -178,9 +189,13 @@ def fit(
         gen_rng.set_state(st["rng"])
         start_epoch = int(st["epoch"])
         history = [EpochStats(**h) for h in st["history"]]
+        st_ema = st.get("ema")
         if st.get("best_state") is not None:
             best = (float(st["best_value"]), int(st["best_epoch"]), st["best_state"])
 
+    ema = copy.deepcopy(netg).eval() if cfg.ema_decay > 0 else None
+    if ema is not None and resume and st_ema is not None:
+        ema.load_state_dict(st_ema)
     n_batches = len(train_x) // cfg.batch_size  # drop_last, like the original loader
     pin = device.type == "cuda"
     for epoch in range(start_epoch, cfg.epochs):
@@ -194,6 +209,8 @@ def fit(
             xb = (xb.pin_memory() if pin else xb).to(device, non_blocking=True)
             parts, ld, reinit = train_step(netg, netd, opt_g, opt_d, g_loss, d_loss, xb)
             reinits += reinit
+            if ema is not None:
+                update_ema(ema, netg, cfg.ema_decay)
             for k, v in (("g", parts.total), ("d", ld), ("adv", parts.adv), ("con", parts.con), ("enc", parts.enc)):
                 sums[k] += float(v.detach())
             if bar is not None:
@@ -203,7 +220,8 @@ def fit(
         if bar is not None:
             bar.close()
         train_s = time.monotonic() - t0
-        scores, recons = validate(netg, val_x, device)
+        shipped = ema if ema is not None else netg
+        scores, recons = validate(shipped, val_x, device)
         stats = EpochStats(
             epoch=epoch + 1,
             seconds=round(time.monotonic() - t0, 3),
@@ -223,7 +241,7 @@ def fit(
         if not math.isfinite(value):
             value = math.inf
         if best is None or value <= best[0]:
-            best = (value, epoch + 1, copy.deepcopy({k: v.detach().cpu() for k, v in netg.state_dict().items()}))
+            best = (value, epoch + 1, copy.deepcopy({k: v.detach().cpu() for k, v in shipped.state_dict().items()}))
         if on_epoch:
             on_epoch(stats)
         if state_path is not None:
@@ -231,7 +249,8 @@ def fit(
             torch.save(
                 {"netg": netg.state_dict(), "netd": netd.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                  "rng": gen_rng.get_state(), "epoch": epoch + 1, "history": [asdict(h) for h in history],
-                 "best_value": best[0], "best_epoch": best[1], "best_state": best[2]},
+                 "best_value": best[0], "best_epoch": best[1], "best_state": best[2],
+                 "ema": ema.state_dict() if ema is not None else None},
                 tmp,
             )
             tmp.replace(state_path)

@@ -1,0 +1,193 @@
+"""``ganomaly bench stream``: end-to-end worker throughput and latency against a real broker and Redis.
+
+For each (max_batch_size, max_wait_ms) pair: (1) pre-fill a fresh topic with N PNGs
+and time a worker draining it (images/s acknowledged, i.e. results in Kafka and
+Redis), next to the raw batched model throughput of the same process on the same
+images (decode excluded) and decode+score without Kafka; (2) publish a live stream
+at half the measured rate and report p50/p99 latency from record timestamp to
+outputs acknowledged. Starts its own Tansu broker unless --bootstrap-servers is given.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.commands.common import DEFAULT_DATA_DIR
+
+
+class BenchStreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_BENCH_", frozen=True)
+
+    images: int = Field(4000, ge=100, description="images pre-filled per pair")
+    shape: str = Field("32x1", description="SIZExCHANNELS of the model and images")
+    pairs: str = Field("64:5,128:10,256:20", description="comma-separated max_batch_size:max_wait_ms")
+    live_seconds: float = Field(5.0, ge=0, description="latency phase length (0 skips)")
+    model: Path | None = Field(None, description="artifact to use (default: an untrained one of --shape; speed does not depend on weights)")
+    bootstrap_servers: str | None = Field(None, description="use this broker instead of starting Tansu")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    partitions: int = Field(4, ge=1)
+    decode_threads: int = Field(2, ge=1)
+    device: str = "auto"
+    amp: str | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+    log_level: str = "warning"
+
+
+def _images(n: int, size: int, ch: int, data_dir: Path) -> list[bytes]:
+    from PIL import Image
+
+    from producers import encode_png
+    from worker.data.idx import load_split
+
+    base, _ = load_split(data_dir, "t10k")
+    out = []
+    for i in range(n):
+        a = base[i % len(base)]
+        if a.shape != (size, size):
+            a = np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR))
+        if ch == 3:
+            a = np.stack([a, np.roll(a, 1, 0), np.roll(a, 1, 1)], axis=-1)
+        out.append(encode_png(a))
+    return out
+
+
+def _untrained_artifact(size: int, ch: int, root: Path) -> Path:
+    from worker.artifact import save_artifact
+    from worker.data.images import InputSpec
+    from worker.model import GanomalyConfig, Generator, calibrate
+
+    g = Generator(GanomalyConfig(isize=size, nc=ch))
+    out = root / f"untrained-{size}x{ch}"
+    save_artifact(out, g, InputSpec(isize=size, channels=ch), calibrate(np.linspace(0, 1, 100)), training={"note": "untrained, for benchmarks"})
+    return out
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    return round(float(np.percentile(xs, q)) * 1000, 1) if xs else None
+
+
+def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
+    from producers import ImagePublisher
+    from worker.artifact import load_artifact
+    from worker.commands.common import resolve_device
+    from worker.data.images import decode_image
+    from worker.devstack import start_broker, stop
+    from worker.model import Scorer
+    from worker.stream.app import Worker
+    from worker.stream.kafka_io import ensure_topics
+    from worker.stream.settings import WorkerSettings
+
+    size, ch = (int(v) for v in s.shape.lower().split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="ganomaly-bench-"))
+    proc = None
+    bootstrap = s.bootstrap_servers
+    if bootstrap is None:
+        proc, bootstrap = start_broker(log_path=tmp / "tansu.log")
+    model_path = s.model or _untrained_artifact(size, ch, tmp)
+    device = resolve_device(s.device)
+    payloads = _images(s.images, size, ch, s.data_dir)
+    art = load_artifact(model_path, device)
+    scorer = Scorer(art.generator, device, s.amp)
+    decoded = torch.from_numpy(np.stack([decode_image(p, art.input_spec) for p in payloads]))
+    rows: list[dict[str, Any]] = []
+    try:
+        for pair in s.pairs.split(","):
+            mbs, wait = pair.split(":")
+            mbs_i, wait_f = int(mbs), float(wait)
+            # Raw batched model throughput on the same images, in this process.
+            t0 = time.perf_counter()
+            for i in range(0, len(decoded), mbs_i):
+                scorer.score(decoded[i : i + mbs_i].pin_memory() if device.type == "cuda" else decoded[i : i + mbs_i])
+            raw = len(decoded) / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for i in range(0, len(payloads), mbs_i):
+                x = torch.from_numpy(np.stack([decode_image(p, art.input_spec) for p in payloads[i : i + mbs_i]]))
+                scorer.score(x)
+            decode_score = len(payloads) / (time.perf_counter() - t0)
+
+            tag = uuid.uuid4().hex[:8]
+            topics = {k: f"bench-{k}-{tag}" for k in ("in", "res", "alr", "dlq")}
+            ensure_topics({"bootstrap_servers": [bootstrap]}, topics.values(), s.partitions)
+            with ImagePublisher(bootstrap, topics["in"]) as pub:
+                for i, p in enumerate(payloads):
+                    pub.publish(p, key=f"img-{i}", source=f"cam-{i % 4}")
+            ws = WorkerSettings(
+                bootstrap_servers=bootstrap, input_topic=topics["in"], results_topic=topics["res"], alerts_topic=topics["alr"],
+                dlq_topic=topics["dlq"], group_id=f"bench-{tag}", model=model_path, device=s.device, amp=s.amp, max_batch_size=mbs_i,
+                max_wait_ms=wait_f, redis_url=s.redis_url, redis_prefix=f"bench-{tag}", metrics_port=0, session_timeout_ms=3000,
+                heartbeat_interval_ms=500, decode_threads=s.decode_threads, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
+                result_ttl_s=600,
+            )
+            w = Worker(ws)
+            lat: list[float] = []
+            first: list[float] = []
+
+            def on_acked(xs: list[float], lat: list[float] = lat, first: list[float] = first) -> None:
+                if not first:
+                    first.append(time.perf_counter())
+                lat.extend(xs)
+
+            w.on_acked = on_acked
+            th = threading.Thread(target=w.run, daemon=True)
+            th.start()
+            deadline = time.monotonic() + 600
+            while not first and time.monotonic() < deadline:
+                time.sleep(0.001)
+            t_start = time.perf_counter()  # first batch acknowledged: group joined, steady state begins
+            n0 = len(lat)
+            while len(lat) < s.images and time.monotonic() < deadline:
+                time.sleep(0.002)
+            e2e = (len(lat) - n0) / (time.perf_counter() - t_start)
+            live: list[float] = []
+            if s.live_seconds > 0:
+                rate = max(10.0, 0.5 * e2e)
+                n_live = int(rate * s.live_seconds)
+                lat.clear()
+                with ImagePublisher(bootstrap, topics["in"], linger_ms=0) as pub:
+                    t_live = time.perf_counter()
+                    for i in range(n_live):
+                        target = t_live + i / rate
+                        while time.perf_counter() < target:
+                            time.sleep(0.0005)
+                        pub.publish(payloads[i % len(payloads)], key=f"live-{i}", source="live")
+                        if i % 32 == 0:
+                            pub.producer.flush()
+                deadline = time.monotonic() + 60
+                while len(lat) < n_live and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                live = list(lat)
+            w.request_stop()
+            th.join(timeout=60)
+            row = {
+                "bench": "stream", "shape": f"{size}x{size}x{ch}", "max_batch_size": mbs_i, "max_wait_ms": wait_f, "images": s.images,
+                "device": str(device), "raw_model_images_per_s": round(raw, 1), "decode_plus_score_images_per_s": round(decode_score, 1),
+                "end_to_end_images_per_s": round(e2e, 1), "ratio_to_raw": round(e2e / raw, 3),
+                "live_rate_images_per_s": round(0.5 * e2e, 1) if live else None,
+                "latency_p50_ms": _pct(live, 50), "latency_p99_ms": _pct(live, 99), "threads": torch.get_num_threads(),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        if proc is not None:
+            stop(proc)
+    return rows
+
+
+def register(sub: Any, table: dict[str, Any]) -> None:
+    from worker.commands.bench import BENCH_SUBPARSERS
+    from worker.settings_cli import add_settings_arguments
+
+    p = BENCH_SUBPARSERS["bench"].add_parser("stream", help="end-to-end worker throughput and latency", description=__doc__)
+    add_settings_arguments(p, BenchStreamSettings)
+    table["bench stream"] = (BenchStreamSettings, run)
