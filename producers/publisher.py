@@ -44,7 +44,8 @@ class ImagePublisher:
         )
 
     def publish(self, data: bytes, *, key: str | None = None, source: str | None = None, label: str | None = None,
-                content_type: str | None = None, trace_id: str | None = None, extra_headers: dict[str, str] | None = None) -> None:
+                content_type: str | None = None, trace_id: str | None = None, extra_headers: dict[str, str] | None = None,
+                timestamp_ms: int | None = None) -> None:
         headers = [("trace-id", (trace_id or uuid.uuid4().hex).encode())]
         if content_type:
             headers.append(("content-type", content_type.encode()))
@@ -54,7 +55,7 @@ class ImagePublisher:
             headers.append(("label", label.encode()))
         for k, v in (extra_headers or {}).items():
             headers.append((k, v.encode()))
-        fut = self.producer.send(self.topic, value=data, key=key.encode() if key else None, headers=headers)
+        fut = self.producer.send(self.topic, value=data, key=key.encode() if key else None, headers=headers, timestamp_ms=timestamp_ms)
         self._futures.append((fut, len(data)))
         if len(self._futures) >= 5000:
             self._collect()

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.artifact import load_artifact
 from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, labelled_test_set, resolve_device
-from worker.data.datasets import Protocol
+from worker.data.datasets import LabelledImages, Protocol
 from worker.evaluation.metrics import detection_metrics
 from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
 from worker.model import Scorer
@@ -38,6 +38,7 @@ class EvaluateSettings(BaseSettings):
     report: Path | None = Field(None, description="JSON report path")
     scores: Path | None = Field(None, description="per-image CSV path (index,label,score)")
     plots: Path | None = Field(None, description="directory for roc.png, pr.png, hist.png (default: next to --report)")
+    max_images: int | None = Field(None, ge=1, description="only the first N test images (e.g. to match a replayed stream)")
     batch_size: int = Field(256, ge=1)
     device: str = DEVICE
     amp: str | None = Field(None, description="bf16 or fp16 autocast for scoring (default fp32)")
@@ -57,6 +58,8 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
     device = resolve_device(s.device)
     art = load_artifact(s.model, device)
     test, unreadable = labelled_test_set(s.dataset, s.data_dir, s.folder, s.protocol, s.klass, art.input_spec)
+    if s.max_images:
+        test = LabelledImages(test.x[: s.max_images], test.y[: s.max_images], test.ids[: s.max_images])
     t0 = time.monotonic()
     scores = score_tensor(Scorer(art.generator, device, s.amp), test.x, s.batch_size)
     secs = time.monotonic() - t0

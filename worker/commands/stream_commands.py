@@ -47,6 +47,12 @@ def register_all(sub: argparse._SubParsersAction, table: dict[str, tuple[type, C
     p = sub.add_parser("schemas", help="print or write the JSON Schemas of the worker's messages")
     add_settings_arguments(p, SchemasSettings)
     table["schemas"] = (SchemasSettings, run_schemas)
+    from producers.cli import register as register_produce
+
+    register_produce(sub, table)
+    from worker.commands import replay
+
+    replay.register(sub, table)
     try:
         from worker.commands import bench_stream
     except ImportError:

@@ -1,0 +1,111 @@
+"""``ganomaly produce``: publish images from a folder, a file list or an IDX dataset to the input topic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from tqdm import tqdm
+
+from producers.publisher import ImagePublisher
+from producers.sources import Item, folder_files, from_files, from_idx
+
+
+class ProduceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_PRODUCE_", frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "images"
+    source_kind: Literal["folder", "files", "idx", "fashion-mnist"] = Field("fashion-mnist", description="where images come from",
+                                                                             json_schema_extra={"cli": "--from"})
+    path: Path | None = Field(None, description="the folder (--from folder) or a text file of paths, one a line (--from files)")
+    data_dir: Path = Field(Path("/usr/share/datasets/fashion-mnist"), description="IDX directory (--from idx/fashion-mnist)")
+    split: Literal["train", "t10k"] = "t10k"
+    protocol: Literal["leave-one-out", "one-class"] | None = Field(None, description="derive a label header (normal/anomaly) from the class")
+    klass: int = Field(0, ge=0, json_schema_extra={"cli": "--class"})
+    reencode: Literal["png", "jpeg"] | None = Field(None, description="re-encode files instead of sending their original bytes")
+    source: str = Field(default_factory=lambda: f"producer-{socket.gethostname()}", description="the source header (camera/line id)")
+    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    rate: float | None = Field(None, gt=0, description="images per second (default: as fast as possible)")
+    count: int | None = Field(None, ge=1, description="send at most this many")
+    shuffle: bool = False
+    seed: int = 0
+    progress: bool = True
+    log_level: str = "warning"
+
+
+def _items(s: ProduceSettings, skipped: list[str]) -> tuple[int, Any]:
+    from worker.data.idx import load_split
+    from worker.errors import UserError
+
+    if s.source_kind in ("idx", "fashion-mnist"):
+        images, labels = load_split(s.data_dir, s.split)
+        idx = np.arange(len(labels))
+        if s.shuffle:
+            idx = np.random.default_rng(s.seed).permutation(idx)
+        idx = idx[: s.count] if s.count else idx
+        return len(idx), from_idx(images, labels, idx, split=s.split, protocol=s.protocol, klass=s.klass)
+    if s.path is None:
+        msg = f"--path is required with --from {s.source_kind}"
+        raise UserError(msg)
+    if s.source_kind == "folder":
+        if not s.path.is_dir():
+            msg = f"{s.path} is not a directory"
+            raise UserError(msg)
+        files, base = folder_files(s.path), s.path
+    else:
+        try:
+            files = [Path(line.strip()) for line in s.path.read_text().splitlines() if line.strip()]
+        except OSError as e:
+            msg = f"cannot read the file list {s.path}: {e}"
+            raise UserError(msg) from e
+        base = None
+    if s.shuffle:
+        files = [files[i] for i in np.random.default_rng(s.seed).permutation(len(files))]
+    files = files[: s.count] if s.count else files
+
+    def gen() -> Any:
+        for it in from_files(files, reencode=s.reencode, base=base):
+            if isinstance(it, Item):
+                yield it
+            else:
+                skipped.append(f"{it[0]}: {it[1]}")
+
+    return len(files), gen()
+
+
+def run(s: ProduceSettings) -> int:
+    skipped: list[str] = []
+    total, items = _items(s, skipped)
+    t0 = time.monotonic()
+    bar = tqdm(total=total, unit="img", disable=not s.progress, dynamic_ncols=True)
+    with ImagePublisher(s.bootstrap_servers, s.topic, compression=s.compression) as pub:
+        for i, it in enumerate(items):
+            if s.rate:
+                delay = t0 + i / s.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            pub.publish(it.data, key=it.key, source=s.source, label=it.label, content_type=it.content_type, extra_headers=it.headers)
+            bar.update(1)
+    bar.close()
+    st = pub.stats
+    secs = time.monotonic() - t0
+    summary = {"topic": s.topic, "sent": st.sent, "failed": st.failed, "skipped_unreadable": len(skipped), "bytes": st.bytes,
+               "seconds": round(secs, 2), "images_per_s": round(st.sent / max(secs, 1e-9), 1), "errors": st.errors[:5], "unreadable": skipped[:20]}
+    print(json.dumps(summary))
+    return 1 if st.failed else 0
+
+
+def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
+    from worker.settings_cli import add_settings_arguments
+
+    p = sub.add_parser("produce", help="publish images to the input topic", description=__doc__)
+    add_settings_arguments(p, ProduceSettings)
+    table["produce"] = (ProduceSettings, run)

@@ -1,0 +1,73 @@
+"""Where images come from: a folder, a list of files, or an IDX dataset. Each yields ``Item``s."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from producers.publisher import CONTENT_TYPES, encode_png
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+@dataclass
+class Item:
+    key: str
+    data: bytes
+    content_type: str
+    label: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Unreadable(Exception):
+    pass
+
+
+def sniff(data: bytes, *, reencode: str | None = None) -> tuple[bytes, str]:
+    """Check that Pillow can read the file; optionally re-encode. Returns (bytes, content type)."""
+    try:
+        im = Image.open(io.BytesIO(data))
+        fmt = im.format or ""
+        if reencode:
+            im.load()
+            buf = io.BytesIO()
+            fmt = reencode.upper()
+            (im.convert("RGB") if fmt == "JPEG" and im.mode not in ("L", "RGB") else im).save(buf, format=fmt)
+            data = buf.getvalue()
+        else:
+            im.verify()  # integrity check without decoding everything
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as e:
+        raise Unreadable(f"{type(e).__name__}: {e}") from e
+    return data, CONTENT_TYPES.get(fmt, "application/octet-stream")
+
+
+def from_files(paths: list[Path], *, reencode: str | None = None, base: Path | None = None) -> Iterator[Item | tuple[str, str]]:
+    """Items, or (path, error) for unreadable files (reported and counted by the caller)."""
+    for p in paths:
+        try:
+            data, ctype = sniff(p.read_bytes(), reencode=reencode)
+        except (OSError, Unreadable) as e:
+            yield (str(p), str(e))
+            continue
+        key = str(p.relative_to(base)) if base is not None else p.name
+        yield Item(key=key, data=data, content_type=ctype, headers={"filename": p.name})
+
+
+def folder_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def from_idx(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, split: str, protocol: str | None, klass: int) -> Iterator[Item]:
+    for i in indices.tolist():
+        lab = int(labels[i])
+        label = None
+        if protocol == "leave-one-out":
+            label = "anomaly" if lab == klass else "normal"
+        elif protocol == "one-class":
+            label = "normal" if lab == klass else "anomaly"
+        yield Item(key=f"{split}:{i}", data=encode_png(images[i]), content_type="image/png", label=label, headers={"class": str(lab)})

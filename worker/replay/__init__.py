@@ -1,0 +1,1 @@
+"""Replaying a stretch of a topic: selection by offsets or time, read without a consumer group."""
