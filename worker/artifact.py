@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from worker.data.images import InputSpec
 from worker.errors import ArtifactError
-from worker.model import Calibration, GanomalyConfig, Generator
+from worker.model import Calibration, GanomalyConfig, Generator, Scorer, ScoreSpec
 
 FORMAT = "ganomaly-stream/artifact"
 FORMAT_VERSION = 1
@@ -41,6 +41,11 @@ class Artifact:
     calibration: Calibration
     manifest: dict[str, Any]
     path: Path
+    score_spec: ScoreSpec = ScoreSpec()
+
+    def scorer(self, device: torch.device | str = "cpu", amp: str | None = None) -> Scorer:
+        """A scorer computing this artifact's own score kind (the one its threshold was calibrated on)."""
+        return Scorer(self.generator, device, amp, self.score_spec)
 
     @property
     def version(self) -> str:
@@ -61,7 +66,7 @@ def _sha256(path: Path) -> str:
 
 def _version_of(manifest: dict[str, Any]) -> str:
     """Content hash over everything that changes behaviour: weights, architecture, input spec, calibration."""
-    keyed = {k: manifest[k] for k in ("weights_sha256", "architecture", "input", "calibration")}
+    keyed = {k: manifest[k] for k in ("weights_sha256", "architecture", "input", "calibration", "score")}
     return "m-" + hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -75,6 +80,7 @@ def save_artifact(
     data: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     parent_version: str | None = None,
+    score_spec: ScoreSpec | None = None,
 ) -> dict[str, Any]:
     """Write atomically; returns the manifest. Replaces ``out_dir`` if it exists."""
     out_dir = Path(out_dir)
@@ -90,7 +96,7 @@ def save_artifact(
             "architecture": generator.config.to_dict(),
             "input": input_spec.to_dict(),
             "calibration": calibration.to_dict(),
-            "score": "mean over latent dims of (z - z')^2",
+            "score": (score_spec or ScoreSpec()).to_dict(),
             "training": training or {},
             "data": data or {},
             "metrics": metrics or {},
@@ -148,6 +154,7 @@ def load_artifact(path: Path, device: torch.device | str = "cpu") -> Artifact:
         config = GanomalyConfig(**manifest["architecture"])
         spec = InputSpec.from_dict(manifest["input"])
         calibration = Calibration.from_dict(manifest["calibration"])
+        score_spec = ScoreSpec(**manifest["score"])
         claimed_sha, claimed_version = manifest["weights_sha256"], manifest["version"]
     except (KeyError, TypeError, ValueError) as e:
         msg = f"model artifact {path}: manifest is incomplete or invalid ({type(e).__name__}: {e})"
@@ -178,4 +185,5 @@ def load_artifact(path: Path, device: torch.device | str = "cpu") -> Artifact:
         msg = f"model artifact {path}: weights do not fit the architecture ({first})"
         raise ArtifactError(msg) from e
     generator.to(device).eval()
-    return Artifact(generator=generator, config=config, input_spec=spec, calibration=calibration, manifest=manifest, path=path)
+    return Artifact(generator=generator, config=config, input_spec=spec, calibration=calibration, manifest=manifest, path=path,
+                    score_spec=score_spec)

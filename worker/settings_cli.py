@@ -29,9 +29,15 @@ def _is_bool(annotation: Any) -> bool:
     return annotation is bool or (get_origin(annotation) is not None and bool in get_args(annotation) and len(get_args(annotation)) <= 2)
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings], *, positional: tuple[str, ...] = ()) -> None:
+    """``positional`` fields become positional arguments (optional ones with nargs='?')."""
     prefix = cls.model_config.get("env_prefix", "")
+    for name in positional:
+        field = cls.model_fields[name]
+        parser.add_argument(name, nargs=None if field.is_required() else "?", default=argparse.SUPPRESS, help=field.description)
     for name, field in cls.model_fields.items():
+        if name in positional:
+            continue
         flag = _flag(name, field.json_schema_extra)
         default = "required" if field.is_required() else f"default: {field.default!r}"
         help_ = f"{field.description or ''} [env {prefix}{name.upper()}; {default}]".replace("%", "%%")

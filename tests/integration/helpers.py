@@ -129,3 +129,18 @@ class WorkerProc:
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.kill()
+
+
+def produce_class(bootstrap: str, topic: str, klass: int, n: int, *, skip: int = 0, data_dir: Path, label: str = "normal",
+                  split: str = "t10k") -> list[str]:
+    """Publish ``n`` images of one class (after skipping ``skip`` of them). Returns their keys."""
+    images, labels = load_split(data_dir, split)
+    idx = [i for i in range(len(labels)) if labels[i] == klass][skip : skip + n]
+    keys = []
+    with ImagePublisher(bootstrap, topic) as pub:
+        for i in idx:
+            key = f"{split}:{i}"
+            pub.publish(encode_png(images[i]), key=key, source=f"class-{klass}", label=label)
+            keys.append(key)
+    assert pub.stats.failed == 0
+    return keys

@@ -54,3 +54,21 @@ def test_bad_amp_refused() -> None:
         Scorer(Generator(GanomalyConfig(nz=8, ngf=8)), amp="int8")
     with pytest.raises(ValueError):
         Scorer(Generator(GanomalyConfig(nz=8, ngf=8)), "cpu", amp="fp16")
+
+
+def test_score_kinds_combine_latent_and_reconstruction() -> None:
+    from worker.model import ScoreSpec
+
+    torch.manual_seed(3)
+    g = Generator(GanomalyConfig(nz=16, ngf=8))
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    base = Scorer(g).score(x, with_recon=True)
+    assert base.recon_error is not None
+    recon = Scorer(g, spec=ScoreSpec(kind="recon")).score(x)
+    assert torch.allclose(recon.score, base.recon_error) and recon.latent is not None
+    spec = ScoreSpec(kind="hybrid", latent_mean=0.1, latent_std=0.5, recon_mean=0.2, recon_std=0.25)
+    hyb = Scorer(g, spec=spec).score(x).score
+    want = (base.score - 0.1) / 0.5 + (base.recon_error - 0.2) / 0.25
+    assert torch.allclose(hyb, want, atol=1e-5)
+    with pytest.raises(ValueError):
+        ScoreSpec(kind="mystery")

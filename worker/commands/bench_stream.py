@@ -83,7 +83,6 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
     from worker.commands.common import resolve_device
     from worker.data.images import decode_image
     from worker.devstack import start_broker, stop
-    from worker.model import Scorer
     from worker.stream.app import Worker
     from worker.stream.kafka_io import ensure_topics
     from worker.stream.settings import WorkerSettings
@@ -98,7 +97,7 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
     device = resolve_device(s.device)
     payloads = _images(s.images, size, ch, s.data_dir)
     art = load_artifact(model_path, device)
-    scorer = Scorer(art.generator, device, s.amp)
+    scorer = art.scorer(device, s.amp)
     decoded = torch.from_numpy(np.stack([decode_image(p, art.input_spec) for p in payloads]))
     rows: list[dict[str, Any]] = []
     try:

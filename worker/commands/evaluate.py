@@ -22,7 +22,6 @@ from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, D
 from worker.data.datasets import LabelledImages, Protocol
 from worker.evaluation.metrics import detection_metrics
 from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
-from worker.model import Scorer
 from worker.training.fit import score_tensor
 
 
@@ -61,7 +60,7 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
     if s.max_images:
         test = LabelledImages(test.x[: s.max_images], test.y[: s.max_images], test.ids[: s.max_images])
     t0 = time.monotonic()
-    scores = score_tensor(Scorer(art.generator, device, s.amp), test.x, s.batch_size)
+    scores = score_tensor(art.scorer(device, s.amp), test.x, s.batch_size)
     secs = time.monotonic() - t0
     report: dict[str, Any] = {
         "model": str(s.model),

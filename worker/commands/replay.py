@@ -81,7 +81,6 @@ def run(s: ReplaySettings) -> dict[str, Any]:
     from worker.commands.common import resolve_device
     from worker.data.images import DecodeLimits
     from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
-    from worker.model import Scorer
     from worker.replay import report as rep
     from worker.replay.reader import Stretch, parse_offsets, read_stretch
     from worker.replay.rescore import audit, rescore
@@ -106,7 +105,7 @@ def run(s: ReplaySettings) -> dict[str, Any]:
         models = []
         for p in [s.model, *([s.challenger] if s.challenger else [])]:
             art = load_artifact(p, device)
-            models.append((art, Scorer(art.generator, device, s.amp), art.threshold))
+            models.append((art, art.scorer(device, s.amp), art.threshold))
         limits = DecodeLimits(channel_policy=s.channel_policy)
         rows, unreadable, timing = rescore(records, models, batch_size=s.batch_size, limits=limits)
         versions = [(a.version, thr) for a, _, thr in models]

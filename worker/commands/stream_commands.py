@@ -50,9 +50,12 @@ def register_all(sub: argparse._SubParsersAction, table: dict[str, tuple[type, C
     from producers.cli import register as register_produce
 
     register_produce(sub, table)
-    from worker.commands import replay
+    from producers.feedback import register as register_feedback
+    from worker.commands import replay, trainer
 
     replay.register(sub, table)
+    register_feedback(sub, table)
+    trainer.register(sub, table)
     try:
         from worker.commands import bench_stream
     except ImportError:

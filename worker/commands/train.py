@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from pydantic import Field
@@ -45,6 +45,8 @@ class TrainSettings(BaseSettings):
     w_enc: float = Field(1.0, ge=0)
     target_fpr: float = Field(0.01, gt=0, lt=1, description="threshold = the (1 - target_fpr) quantile of validation scores")
     select_by: SelectBy = Field("val_recon", description="model selection on held-out normals: val_recon, val_loss or last")
+    score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights (0: off)")
     isize: int = Field(32, ge=16, multiple_of=16)
     channels: int = Field(1, description="1 or 3")
     nz: int = Field(100, ge=1)
@@ -82,7 +84,7 @@ def run(s: TrainSettings) -> dict[str, Any]:
     log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))
     tcfg = TrainConfig(
         epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, beta1=s.beta1, w_adv=s.w_adv, w_con=s.w_con, w_enc=s.w_enc,
-        target_fpr=s.target_fpr, select_by=s.select_by, seed=s.seed,
+        target_fpr=s.target_fpr, select_by=s.select_by, seed=s.seed, score=s.score, ema_decay=s.ema_decay,
     )
 
     def on_epoch(st: EpochStats) -> None:
@@ -94,13 +96,13 @@ def run(s: TrainSettings) -> dict[str, Any]:
     result = fit(mcfg, tcfg, splits.train.x, splits.val.x, device=device, out_dir=s.out, resume=s.resume, on_epoch=on_epoch, progress=progress)
     metrics: dict[str, Any] = {"best_epoch": result.best_epoch, "val_recon": result.history[result.best_epoch - 1].val_recon}
     if splits.test is not None:
-        scores = score_tensor(Scorer(result.generator, device), splits.test.x)
+        scores = score_tensor(Scorer(result.generator, device, spec=result.score_spec), splits.test.x)
         metrics["test"] = detection_metrics(splits.test.y, scores, result.calibration.threshold)
         result.generator.cpu()
     manifest = save_artifact(
         s.out, result.generator, spec, result.calibration,
         training={**tcfg.__dict__, "device": str(device), "history": result.history_dicts(), "seconds": round(time.monotonic() - t0, 1)},
-        data=splits.summary, metrics=metrics,
+        data=splits.summary, metrics=metrics, score_spec=result.score_spec,
     )
     clear_resume_state(s.out)
     summary = {"out": str(s.out), "version": manifest["version"], "best_epoch": result.best_epoch,

@@ -8,7 +8,7 @@ the reverse.
 from worker.model.calibration import Calibration, calibrate
 from worker.model.loss import DiscriminatorLoss, GeneratorLoss, GeneratorLossParts
 from worker.model.networks import Discriminator, GanomalyConfig, Generator, weights_init
-from worker.model.scoring import ScoreBatch, Scorer, latent_score
+from worker.model.scoring import SCORE_KINDS, ScoreBatch, Scorer, ScoreSpec, latent_score
 
 __all__ = [
     "Calibration",
@@ -18,7 +18,9 @@ __all__ = [
     "Generator",
     "GeneratorLoss",
     "GeneratorLossParts",
+    "SCORE_KINDS",
     "ScoreBatch",
+    "ScoreSpec",
     "Scorer",
     "calibrate",
     "latent_score",

@@ -3,18 +3,56 @@
 from __future__ import annotations
 
 import contextlib
-from typing import NamedTuple
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, NamedTuple
 
 import torch
 
 from worker.model.networks import Generator
 
 
+ScoreKind = Literal["latent", "recon", "hybrid"]
+SCORE_KINDS: tuple[str, ...] = ("latent", "recon", "hybrid")
+
+
 class ScoreBatch(NamedTuple):
     """Per-image results for one batch (1-D float32 tensors on the CPU)."""
 
-    score: torch.Tensor  # mean over latent dims of (z - z')^2: the GANomaly anomaly score
+    score: torch.Tensor  # the anomaly score of the scorer's kind (the paper's latent score by default)
     recon_error: torch.Tensor | None = None  # mean |x - G(x)| per image, when asked for
+    latent: torch.Tensor | None = None  # the paper's latent score, when the kind is not "latent"
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """Which score an artifact ships, and the normal-data statistics it needs.
+
+    - latent: mean_k (z_k - z'_k)^2, the paper's score (default);
+    - recon:  mean |x - G(x)|, the contextual (reconstruction) error;
+    - hybrid: the sum of both, each standardised by its mean and std on held-out normals.
+    """
+
+    kind: str = "latent"
+    latent_mean: float = 0.0
+    latent_std: float = 1.0
+    recon_mean: float = 0.0
+    recon_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCORE_KINDS:
+            msg = f"score kind must be one of {SCORE_KINDS}, got {self.kind!r}"
+            raise ValueError(msg)
+
+    def combine(self, latent: torch.Tensor, recon: torch.Tensor | None) -> torch.Tensor:
+        if self.kind == "latent":
+            return latent
+        assert recon is not None
+        if self.kind == "recon":
+            return recon
+        return (latent - self.latent_mean) / max(self.latent_std, 1e-12) + (recon - self.recon_mean) / max(self.recon_std, 1e-12)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def latent_score(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
@@ -32,8 +70,9 @@ class Scorer:
     compute, with the latent difference always taken in fp32.
     """
 
-    def __init__(self, generator: Generator, device: torch.device | str = "cpu", amp: str | None = None) -> None:
+    def __init__(self, generator: Generator, device: torch.device | str = "cpu", amp: str | None = None, spec: ScoreSpec | None = None) -> None:
         self.device = torch.device(device)
+        self.spec = spec or ScoreSpec()
         if amp not in (None, "bf16", "fp16"):
             msg = f"amp must be None, 'bf16' or 'fp16', got {amp!r}"
             raise ValueError(msg)
@@ -57,6 +96,8 @@ class Scorer:
             x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 x_hat, z, z_hat = self.generator(x)
-            score = latent_score(z, z_hat).cpu()
-            recon = (x.float() - x_hat.float()).abs().flatten(1).mean(dim=1).cpu() if with_recon else None
-        return ScoreBatch(score=score, recon_error=recon)
+            latent = latent_score(z, z_hat).cpu()
+            need_recon = with_recon or self.spec.kind != "latent"
+            recon = (x.float() - x_hat.float()).abs().flatten(1).mean(dim=1).cpu() if need_recon else None
+            score = self.spec.combine(latent, recon)
+        return ScoreBatch(score=score, recon_error=recon, latent=latent if self.spec.kind != "latent" else None)

@@ -20,6 +20,7 @@ from kafka.structs import OffsetAndMetadata
 from worker.artifact import load_artifact
 from worker.commands.common import resolve_device
 from worker.data.images import BadImage, DecodeLimits, decode_image
+from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
 from worker.stream.batcher import next_batch
 from worker.stream.kafka_io import ensure_topics, headers_dict, make_consumer, make_producer
@@ -48,10 +49,13 @@ class Worker:
         self.device = resolve_device(settings.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        artifact = load_artifact(settings.model, self.device)  # fails fast on a bad artifact
-        model = serving_model(artifact, self.device, settings.amp, settings.threshold_override)
-        warm_up(model)
+        model = self._initial_model()  # fails fast on a bad artifact
         self.models = ModelHolder(model)
+        self.shadow: ServingModel | None = None
+        if settings.shadow_model is not None:
+            self.shadow = serving_model(load_artifact(settings.shadow_model, self.device), self.device, settings.amp, None)
+            warm_up(self.shadow)
+        self.refused_version: str | None = None
         self.limits = DecodeLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side,
                                    max_aspect=settings.max_aspect, channel_policy=settings.channel_policy)
         self.tracker = OffsetTracker()
@@ -72,6 +76,65 @@ class Worker:
         self.consumer: KafkaConsumer | None = None
         self._http = None
         self.on_acked: Any = None  # optional callback(list of end-to-end seconds) per output batch (benchmarks)
+
+    # ---- models: initial load and hot switches ----
+
+    def _registry_pointer(self) -> Any:
+        if self.s.model_store is None:
+            return None
+        from worker.registry import RedisPointer
+
+        client = redis.Redis.from_url(self.s.redis_url.get_secret_value(), socket_timeout=3, socket_connect_timeout=3)
+        return RedisPointer(client, self.s.redis_prefix)
+
+    def _initial_model(self) -> ServingModel:
+        s = self.s
+        path = s.model
+        pointer = self._registry_pointer()
+        if pointer is not None:
+            try:
+                ptr = pointer.get()
+            except redis.RedisError as e:
+                if s.model is None:
+                    raise UserError(f"the registry pointer is unreadable ({e}) and no --model was given") from e
+                ptr = None
+            if ptr is not None:
+                path = s.model_store / "versions" / ptr.version  # type: ignore[operator]
+        if path is None:
+            msg = "the registry has no current model and no --model was given"
+            raise UserError(msg)
+        model = serving_model(load_artifact(path, self.device), self.device, s.amp, s.threshold_override)
+        warm_up(model)
+        return model
+
+    def _watch_models(self) -> None:
+        """Poll the registry pointer; load, validate and warm up a new version off the hot path, then swap."""
+        pointer = self._registry_pointer()
+        if pointer is None:
+            return
+        while not self.stop.wait(self.s.model_poll_s):
+            self.health.beat("models")
+            try:
+                ptr = pointer.get()
+            except redis.RedisError as e:
+                log.warning("registry_unreachable", error=str(e))
+                continue
+            current = self.models.current().version
+            if ptr is None or ptr.version in (current, self.refused_version):
+                continue
+            try:
+                art = load_artifact(self.s.model_store / "versions" / ptr.version, self.device)  # type: ignore[operator]
+                model = serving_model(art, self.device, self.s.amp, self.s.threshold_override)
+                warm_up(model)
+            except (ArtifactError, ValueError, RuntimeError, OSError) as e:
+                self.refused_version = ptr.version
+                self.metrics.model_refused.inc()
+                log.error("model_refused", version=ptr.version, error=str(e), serving=current)
+                continue
+            old = self.models.swap(model)
+            self.metrics.set_model(model.version, model.threshold)
+            self.metrics.model_swaps.inc()
+            log.info("model_swapped", old=old.version, new=model.version, threshold=model.threshold)
 
     # ---- pipeline stages (each its own thread) ----
 
@@ -128,6 +191,8 @@ class Worker:
                 scores = np.concatenate([model.scorer.score(x[i : i + 1]).score.numpy() for i in range(len(items))])
             compute_s = time.monotonic() - t0
             out = self._results(items, scores, model)
+            if self.shadow is not None:
+                out.shadow = self._results(items, self.shadow.scorer.score(x).score.numpy(), self.shadow).results
             self.metrics.batch_size.observe(len(items))
             self.metrics.compute.observe(compute_s)
             for d in items:
@@ -175,6 +240,7 @@ class Worker:
                 else:
                     batch.results += item.results
                     batch.keys += item.keys
+                    batch.shadow += item.shadow
             model = self.models.current()
             t0 = time.monotonic()
             try:
@@ -268,12 +334,13 @@ class Worker:
             self._http = serve_http(s.metrics_host, s.metrics_port, self.metrics, self.health,
                                     lambda: {"model_version": self.models.current().version, "partitions": len(self.assignment)})
         if s.create_topics:
-            ensure_topics(common, [s.input_topic, s.results_topic, s.alerts_topic, s.dlq_topic], s.topic_partitions)
+            ensure_topics(common, [s.input_topic, s.results_topic, s.alerts_topic, s.dlq_topic] + ([s.shadow_topic] if s.shadow_model else []),
+                          s.topic_partitions)
         producer = make_producer(common, linger_ms=s.producer_linger_ms,
                                  compression_type=None if s.producer_compression == "none" else s.producer_compression,
                                  delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2))
         rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
-        kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic,
+        kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic, shadow_topic=s.shadow_topic,
                                worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000)
         redis_sink = RedisSink(rclient, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
                                status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s)
@@ -286,6 +353,7 @@ class Worker:
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
         self._threads = [threading.Thread(target=self._decode_loop, name=f"decode-{i}", daemon=True) for i in range(s.decode_threads)]
         self._threads += [threading.Thread(target=self._score_loop, name="score", daemon=True),
+                          threading.Thread(target=self._watch_models, name="models", daemon=True),
                           threading.Thread(target=self._sink_loop, args=(kafka_sink, redis_sink), name="sink", daemon=True)]
         for t in self._threads:
             t.start()

@@ -145,4 +145,46 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         "alert": Alert.model_json_schema(by_alias=True),
         "dead-letter-headers": DeadLetterHeaders.model_json_schema(by_alias=True),
         "worker-status": WorkerStatus.model_json_schema(by_alias=True),
+        "feedback": Feedback.model_json_schema(by_alias=True),
     }
+
+
+class Feedback(BaseModel):
+    """An operator's or alert service's verdict on one input, on the feedback topic.
+
+    Keyed by ``subject`` (the input id, else the image id) so a compacted topic keeps the
+    latest verdict per image; a later verdict overrides (retracts) an earlier one.
+    """
+
+    schema_: Literal["ganomaly.feedback/v1"] = Field("ganomaly.feedback/v1", alias="schema")
+    verdict: Literal["normal", "anomaly"]
+    input: InputRef | None = Field(None, description="input coordinates (from a result or alert); required to fetch the image")
+    result_id: str | None = Field(None, description="topic:partition:offset as in results and alerts")
+    image_id: str | None = None
+    by: str = Field(description="who decided (user or service)")
+    at_ms: int = Field(description="when the verdict was given")
+    note: str | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @property
+    def subject(self) -> str:
+        if self.input is not None:
+            return self.input.id
+        if self.result_id:
+            return self.result_id
+        if self.image_id:
+            return f"image:{self.image_id}"
+        msg = "feedback needs input coordinates, a result id or an image id"
+        raise ValueError(msg)
+
+    def ref(self) -> InputRef | None:
+        if self.input is not None:
+            return self.input
+        if self.result_id:
+            topic, part, off = self.result_id.rsplit(":", 2)
+            return InputRef(topic=topic, partition=int(part), offset=int(off), key=self.image_id)
+        return None
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()

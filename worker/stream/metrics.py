@@ -32,6 +32,8 @@ class WorkerMetrics:
         self.assigned = Gauge("ganomaly_assigned_partitions", "Partitions assigned to this worker", registry=r)
         self.retries = Counter("ganomaly_output_retries_total", "Retried output writes", ["sink"], registry=r)
         self.commits = Counter("ganomaly_commits_total", "Offset commits", ["outcome"], registry=r)
+        self.model_swaps = Counter("ganomaly_model_swaps_total", "Hot model switches", registry=r)
+        self.model_refused = Counter("ganomaly_model_refused_total", "New model versions refused (corrupt, failed warm-up)", registry=r)
         self.model_info = Gauge("ganomaly_model_info", "The model in use (value 1)", ["model_version", "threshold"], registry=r)
 
     def set_model(self, version: str, threshold: float) -> None:

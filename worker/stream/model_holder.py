@@ -49,5 +49,5 @@ class ModelHolder:
 
 
 def serving_model(artifact: Artifact, device: torch.device, amp: str | None, threshold_override: float | None) -> ServingModel:
-    scorer = Scorer(artifact.generator, device, amp)
+    scorer = artifact.scorer(device, amp)
     return ServingModel(artifact=artifact, scorer=scorer, threshold=threshold_override if threshold_override is not None else artifact.threshold)

@@ -45,7 +45,11 @@ class WorkerSettings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, description="partitions for topics created with --create-topics")
 
     # Model and batching
-    model: Path = Field(description="model artifact directory")
+    model: Path | None = Field(None, description="model artifact directory (used when the registry has no current model)")
+    model_store: Path | None = Field(None, description="the model store shared with the trainer; enables hot model switches")
+    model_poll_s: float = Field(5.0, gt=0, description="how often to check the registry pointer in Redis")
+    shadow_model: Path | None = Field(None, description="a challenger that scores the same batches into --shadow-topic only")
+    shadow_topic: str = "image-results-shadow"
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     amp: Literal["bf16", "fp16"] | None = Field(None, description="autocast for scoring")
     threshold_override: float | None = Field(None, description="use this threshold instead of the artifact's")
@@ -81,8 +85,11 @@ class WorkerSettings(BaseSettings):
         if self.resume_in_flight >= self.max_in_flight:
             msg = "resume_in_flight must be below max_in_flight"
             raise ValueError(msg)
-        if len({self.input_topic, self.results_topic, self.alerts_topic, self.dlq_topic}) != 4:
-            msg = "input, results, alerts and dead-letter topics must all differ"
+        if self.model is None and self.model_store is None:
+            msg = "give --model (an artifact) or --model-store (the registry), or both"
+            raise ValueError(msg)
+        if len({self.input_topic, self.results_topic, self.alerts_topic, self.dlq_topic, self.shadow_topic}) != 5:
+            msg = "input, results, alerts, dead-letter and shadow topics must all differ"
             raise ValueError(msg)
         return self
 

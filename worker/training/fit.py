@@ -31,6 +31,7 @@ from worker.model import (
     GeneratorLoss,
     GeneratorLossParts,
     Scorer,
+    ScoreSpec,
     calibrate,
 )
 from worker.model.scoring import latent_score
@@ -51,6 +52,7 @@ class TrainConfig:
     select_by: SelectBy = "val_recon"
     seed: int = 0
     ema_decay: float = 0.0  # >0: validate, select and ship an exponential moving average of G's weights
+    score: str = "latent"  # the shipped score kind (see worker.model.scoring.ScoreSpec)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class FitResult:
     calibration: Calibration
     best_epoch: int
     history: list[EpochStats] = field(default_factory=list)
+    score_spec: ScoreSpec = field(default_factory=ScoreSpec)
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
@@ -259,9 +262,12 @@ def fit(
     final = Generator(model_config)
     final.load_state_dict(best[2])
     final.to(device)
-    val_scores, _ = validate(final, val_x, device)
+    val_latent, val_recon = validate(final, val_x, device)
+    spec = ScoreSpec(kind=cfg.score, latent_mean=float(val_latent.mean()), latent_std=float(val_latent.std()),
+                     recon_mean=float(val_recon.mean()), recon_std=float(val_recon.std()))
+    val_scores = spec.combine(torch.from_numpy(val_latent), torch.from_numpy(val_recon)).numpy()
     calibration = calibrate(val_scores, cfg.target_fpr)
-    return FitResult(generator=final.cpu(), calibration=calibration, best_epoch=best[1], history=history)
+    return FitResult(generator=final.cpu(), calibration=calibration, best_epoch=best[1], history=history, score_spec=spec)
 
 
 def clear_resume_state(out_dir: Path) -> None:

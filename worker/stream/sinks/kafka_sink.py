@@ -14,10 +14,10 @@ from worker.stream.sinks.outputs import OutputBatch
 
 
 class KafkaSink:
-    def __init__(self, producer: KafkaProducer, *, results_topic: str, alerts_topic: str, dlq_topic: str, worker_id: str,
+    def __init__(self, producer: KafkaProducer, *, results_topic: str, alerts_topic: str, dlq_topic: str, shadow_topic: str, worker_id: str,
                  abort: threading.Event, backoff_max_s: float, timeout_s: float) -> None:
         self.producer = producer
-        self.results_topic, self.alerts_topic, self.dlq_topic = results_topic, alerts_topic, dlq_topic
+        self.results_topic, self.alerts_topic, self.dlq_topic, self.shadow_topic = results_topic, alerts_topic, dlq_topic, shadow_topic
         self.worker_id = worker_id
         self.abort = abort
         self.backoff_max_s = backoff_max_s
@@ -34,6 +34,8 @@ class KafkaSink:
                 alert = m.Alert.from_result(r)
                 out.append((self.alerts_topic, {"key": (r.source or r.id).encode(), "value": alert.to_json(),
                                                 "headers": [*hdrs, ("fingerprint", alert.fingerprint.encode())]}))
+        for r in batch.shadow:
+            out.append((self.shadow_topic, {"key": r.id.encode(), "value": r.to_json(), "headers": [("model-version", r.model_version.encode())]}))
         for d in batch.dead:
             hdrs = [h for h in d.headers if not h[0].startswith("dlq-")] + [
                 (m.H_DLQ_REASON, d.reason.encode()),

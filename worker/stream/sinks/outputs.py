@@ -27,6 +27,8 @@ class OutputBatch:
     dead: list[DeadLetter] = field(default_factory=list)
     # Result keys for the results topic, parallel to ``results`` (image id, else source, else input id).
     keys: list[bytes] = field(default_factory=list)
+    # Shadow (challenger) results for the same inputs: shadow topic only, never alerts or Redis.
+    shadow: list[Result] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.results) + len(self.dead)

@@ -1,0 +1,73 @@
+"""Posting verdicts to the feedback topic (library call and ``ganomaly feedback`` CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import time
+from typing import Any, Literal
+
+from kafka import KafkaProducer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.stream.messages import Feedback, InputRef
+
+
+def post_verdicts(bootstrap_servers: str, topic: str, verdicts: list[Feedback]) -> int:
+    """Send and wait for every acknowledgement; returns how many were sent."""
+    prod = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True, linger_ms=5)
+    try:
+        futs = [prod.send(topic, key=v.subject.encode(), value=v.to_json()) for v in verdicts]
+        prod.flush()
+        for f in futs:
+            f.get(timeout=30)
+    finally:
+        prod.close()
+    return len(verdicts)
+
+
+class FeedbackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_FEEDBACK_", frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "image-feedback"
+    verdict: Literal["normal", "anomaly"] = Field(description="the verdict")
+    result_id: list[str] = Field(default_factory=list, description="one or more topic:partition:offset ids (comma-separated)")
+    image_id: str | None = None
+    by: str = Field(default_factory=getpass.getuser)
+    note: str | None = None
+    log_level: str = "warning"
+
+
+def run(s: FeedbackSettings) -> int:
+    from worker.errors import UserError
+
+    ids = [i for part in s.result_id for i in part.split(",") if i]
+    if not ids and not s.image_id:
+        msg = "give --result-id (topic:partition:offset) or --image-id"
+        raise UserError(msg)
+    now = int(time.time() * 1000)
+    verdicts = []
+    for rid in ids:
+        try:
+            topic, part, off = rid.rsplit(":", 2)
+            ref = InputRef(topic=topic, partition=int(part), offset=int(off), key=s.image_id)
+        except ValueError as e:
+            msg = f"bad result id {rid!r}: expected topic:partition:offset"
+            raise UserError(msg) from e
+        verdicts.append(Feedback(verdict=s.verdict, input=ref, result_id=rid, image_id=s.image_id, by=s.by, at_ms=now, note=s.note))
+    if not verdicts:
+        verdicts.append(Feedback(verdict=s.verdict, image_id=s.image_id, by=s.by, at_ms=now, note=s.note))
+    n = post_verdicts(s.bootstrap_servers, s.topic, verdicts)
+    print(json.dumps({"sent": n, "topic": s.topic, "verdict": s.verdict}))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
+    from worker.settings_cli import add_settings_arguments
+
+    p = sub.add_parser("feedback", help="post verdicts (normal/anomaly) on results to the feedback topic", description=__doc__)
+    add_settings_arguments(p, FeedbackSettings)
+    table["feedback"] = (FeedbackSettings, run)

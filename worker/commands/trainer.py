@@ -1,0 +1,117 @@
+"""``ganomaly trainer`` (refit on confirmed normals, gate, promote) and ``ganomaly models list|promote|rollback``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrainerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_TRAINER_", frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    feedback_topic: str = "image-feedback"
+    group_id: str = Field("ganomaly-trainer", description="consumer group on the feedback topic")
+    data_dir: Path = Field(Path("/var/lib/ganomaly/confirmed"), description="the durable confirmed-image set")
+    model_store: Path = Field(Path("/var/lib/ganomaly/models"), description="the model store (shared with the workers)")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "ganomaly"
+    bootstrap_model: Path | None = Field(None, description="artifact to register as current when Redis has none")
+    every: float | None = Field(None, gt=0, description="seconds between runs (default: run once, as a CronJob)")
+    min_new_normals: int = Field(100, ge=1, description="refit only with at least this many new confirmed normals")
+    warm_start: bool = Field(True, description="start from the champion's weights (else from scratch)")
+    include_original: bool = Field(True, description="add the champion's original training data when available")
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(2e-4, gt=0)
+    target_fpr: float = Field(0.01, gt=0, lt=1)
+    seed: int = 0
+    fpr_tolerance: float = Field(0.01, ge=0)
+    auroc_tolerance: float = Field(0.01, ge=0)
+    min_anomalies: int = Field(5, ge=1)
+    idle_ms: int = Field(2000, ge=100)
+    lock_timeout_s: float = Field(600.0, ge=0, description="wait this long for a concurrent run to finish")
+    device: str = "auto"
+    log_level: str = "info"
+
+
+def run_trainer(s: TrainerSettings) -> int:
+    from worker.trainer.job import run_once
+
+    if s.every is None:
+        print(json.dumps(run_once(s), default=str))
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.is_set():
+        t0 = time.monotonic()
+        print(json.dumps(run_once(s), default=str), flush=True)
+        stop.wait(max(0.0, s.every - (time.monotonic() - t0)))
+    return 0
+
+
+class ModelsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_MODELS_", frozen=True)
+
+    action: Literal["list", "promote", "rollback", "add"] = Field(description="list | promote VERSION | rollback | add (an artifact dir)")
+    version: str | None = Field(None, description="the version to promote")
+    artifact: Path | None = Field(None, description="artifact directory to add to the store (with 'add'; --promote-now to point at it)")
+    model_store: Path = Path("/var/lib/ganomaly/models")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "ganomaly"
+    by: str = "cli"
+    log_level: str = "warning"
+
+
+def run_models(s: ModelsSettings) -> int:
+    import redis
+
+    from worker.errors import UserError
+    from worker.registry import ModelStore, Pointer, RedisPointer
+
+    store = ModelStore(s.model_store)
+    ptr = RedisPointer(redis.Redis.from_url(s.redis_url), s.redis_prefix)
+    if s.action == "list":
+        cur = ptr.get()
+        rows = [{**r, "current": bool(cur and cur.version == r["version"])} for r in store.list()]
+        print(json.dumps({"current": cur.version if cur else None, "versions": rows}, indent=2, default=str))
+        return 0
+    if s.action == "rollback":
+        with store.lock():
+            p = ptr.rollback(s.by)
+        print(json.dumps({"current": p.version}))
+        return 0
+    with store.lock():
+        if s.action == "add":
+            if s.artifact is None:
+                msg = "--artifact is required with add"
+                raise UserError(msg)
+            version = store.add(s.artifact)
+            print(json.dumps({"added": version}))
+            return 0
+        if not s.version:
+            msg = "--version is required with promote"
+            raise UserError(msg)
+        store.load(s.version)  # refuse to point workers at a broken artifact
+        ptr.set(Pointer(s.version, str(store.path_of(s.version)), s.by, int(time.time() * 1000)))
+    print(json.dumps({"current": s.version}))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
+    from worker.settings_cli import add_settings_arguments
+
+    p = sub.add_parser("trainer", help="refit on confirmed normals, gate against the champion, promote", description=__doc__)
+    add_settings_arguments(p, TrainerSettings)
+    table["trainer"] = (TrainerSettings, run_trainer)
+    p = sub.add_parser("models", help="the model registry: list, add, promote VERSION, rollback")
+    add_settings_arguments(p, ModelsSettings, positional=("action", "version"))
+    table["models"] = (ModelsSettings, run_models)

@@ -1,0 +1,1 @@
+"""The trainer job: collect confirmed verdicts, refit, gate against the champion, promote."""
