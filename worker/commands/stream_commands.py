@@ -51,11 +51,12 @@ def register_all(sub: argparse._SubParsersAction, table: dict[str, tuple[type, C
 
     register_produce(sub, table)
     from producers.feedback import register as register_feedback
-    from worker.commands import replay, trainer
+    from worker.commands import replay, stack, trainer
 
     replay.register(sub, table)
     register_feedback(sub, table)
     trainer.register(sub, table)
+    stack.register(sub, table)
     try:
         from worker.commands import bench_stream
     except ImportError:

@@ -1,0 +1,165 @@
+"""deploy/ is checked offline: schemas, settings names, probes, and files the images copy."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from worker.commands.trainer import TrainerSettings
+from worker.stream.metrics import serve_http
+from worker.stream.settings import WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"
+CRDS = {"ScaledObject", "ServiceMonitor"}
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    """Strategic-merge enough for our patches: dicts merge, lists of named dicts merge by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = copy.deepcopy(base)
+        for k, v in patch.items():
+            out[k] = _merge(out[k], v) if k in out else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(x, dict) and "name" in x for x in base + patch):
+        out = copy.deepcopy(base)
+        for p in patch:
+            idx = next((i for i, b in enumerate(out) if b["name"] == p["name"]), None)
+            if idx is None:
+                out.append(copy.deepcopy(p))
+            else:
+                out[idx] = _merge(out[idx], p)
+        return out
+    return copy.deepcopy(patch)
+
+
+def render(kdir: Path) -> list[dict[str, Any]]:
+    """A kustomize-equivalent rendering of our bases and overlays (resources, patches, images, namespace)."""
+    k = yaml.safe_load((kdir / "kustomization.yaml").read_text())
+    docs: list[dict[str, Any]] = []
+    for res in k.get("resources", []):
+        p = kdir / res
+        docs += render(p) if p.is_dir() else [d for d in yaml.safe_load_all(p.read_text()) if d]
+    for patch in k.get("patches", []):
+        pdoc = yaml.safe_load((kdir / patch["path"]).read_text())
+        target = [d for d in docs if d["kind"] == pdoc["kind"] and d["metadata"]["name"] == pdoc["metadata"]["name"]]
+        assert len(target) == 1, f"patch {patch['path']} matches {len(target)} resources"
+        docs[docs.index(target[0])] = _merge(target[0], pdoc)
+    for img in k.get("images", []):
+        for d in docs:
+            for c in _containers(d):
+                if c["image"].split(":")[0] == img["name"] or c["image"].split(":")[0] == img.get("newName"):
+                    c["image"] = f"{img.get('newName', img['name'])}:{img['newTag']}"
+    if "namespace" in k:
+        for d in docs:
+            d["metadata"]["namespace"] = k["namespace"]
+    return docs
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc.get("spec", {})
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec.get("template", {}).get("spec", {}).get("containers", [])
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/cpu", "overlays/gpu"])
+def test_manifests_validate_against_kubernetes_schemas(overlay: str) -> None:
+    docs = render(K8S / overlay)
+    assert {d["kind"] for d in docs} >= {"Deployment", "CronJob", "ConfigMap", "Secret", "PersistentVolumeClaim", "ScaledObject"}
+    for d in docs:
+        if d["kind"] in CRDS:
+            assert d["apiVersion"] in ("keda.sh/v1alpha1", "monitoring.coreos.com/v1") and d["spec"]
+            continue
+        kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+
+
+def test_hpa_component_validates() -> None:
+    for d in yaml.safe_load_all((K8S / "components" / "hpa" / "hpa.yaml").read_text()):
+        kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+
+
+def test_configmap_keys_are_real_settings() -> None:
+    known = {f"GANOMALY_{n.upper()}" for n in WorkerSettings.model_fields} | {f"GANOMALY_TRAINER_{n.upper()}" for n in TrainerSettings.model_fields}
+    for doc in render(K8S / "base"):
+        if doc["kind"] in ("ConfigMap", "Secret"):
+            keys = set(doc.get("data", {})) | set(doc.get("stringData", {}))
+            assert keys <= known, f"unknown settings in {doc['metadata']['name']}: {keys - known}"
+    for overlay in ("cpu", "gpu"):
+        for doc in render(K8S / "overlays" / overlay):
+            for c in _containers(doc):
+                for e in c.get("env", []):
+                    assert e["name"] in known, e["name"]
+
+
+def test_probes_and_ports_match_the_worker() -> None:
+    cm = next(d for d in render(K8S / "base") if d["kind"] == "ConfigMap")["data"]
+    dep = next(d for d in render(K8S / "overlays" / "gpu") if d["kind"] == "Deployment")
+    c = _containers(dep)[0]
+    port = next(p for p in c["ports"] if p["name"] == "http")["containerPort"]
+    assert port == int(cm["GANOMALY_METRICS_PORT"])
+    assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    paths = {c[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")}
+    assert paths == {"/healthz", "/readyz"}
+    # The worker really serves those paths (the server is started for real on a free port).
+    import json
+    import urllib.error
+    import urllib.request
+
+    from worker.devstack import free_port
+    from worker.stream.metrics import Health, WorkerMetrics
+
+    h = Health()
+    h.model_loaded = h.assigned = True
+    h.beat("poll")
+    fp = free_port()
+    srv = serve_http("127.0.0.1", fp, WorkerMetrics(), h)
+    try:
+        for path in paths:
+            assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{fp}{path}", timeout=5).read())
+        assert b"ganomaly_in_flight" in urllib.request.urlopen(f"http://127.0.0.1:{fp}/metrics", timeout=5).read()
+        h.assigned = False
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{fp}/readyz", timeout=5)
+    finally:
+        srv.shutdown()
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > float(cm["GANOMALY_DRAIN_TIMEOUT_S"])
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_keda_never_scales_past_the_partitions() -> None:
+    so = next(d for d in render(K8S / "base") if d["kind"] == "ScaledObject")
+    partitions = int(re.search(r"partitions \((\d+) here\)", (K8S / "base" / "worker-scaledobject.yaml").read_text()).group(1))  # type: ignore[union-attr]
+    assert so["spec"]["maxReplicaCount"] <= partitions
+    trig = so["spec"]["triggers"][0]["metadata"]
+    cm = next(d for d in render(K8S / "base") if d["kind"] == "ConfigMap")["data"]
+    assert trig["consumerGroup"] == cm["GANOMALY_GROUP_ID"] and trig["topic"] == cm["GANOMALY_INPUT_TOPIC"]
+    cron = next(d for d in render(K8S / "base") if d["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.cuda"])
+def test_dockerfiles_copy_files_that_exist(dockerfile: str) -> None:
+    text = (ROOT / "deploy" / "docker" / dockerfile).read_text()
+    copies = re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.M)
+    assert copies
+    for line in copies:
+        for src in line.split():
+            assert (ROOT / src).exists(), f"{dockerfile} copies missing {src}"
+    assert "USER 10001" in text and text.count("FROM ") >= 2
+
+
+def test_compose_services_use_real_commands() -> None:
+    doc = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    from worker.cli import build_parser
+
+    parser, _ = build_parser()
+    for name in ("worker", "producer", "trainer"):
+        parser.parse_args(doc["services"][name]["command"])  # exits on an unknown flag
