@@ -11,7 +11,7 @@ from worker.errors import UserError
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[type, Callable[[Any], Any]]]]:
-    from worker.commands import bench, evaluate, train
+    from worker.commands import bench, evaluate, stream_commands, train
 
     parser = argparse.ArgumentParser(prog="ganomaly", description="GANomaly anomaly detection for image streams")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -20,17 +20,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[type, Calla
     table["evaluate"] = (evaluate.register(sub), evaluate.run)
     bench_sub = bench.register(sub)
     table["bench model"] = (bench_sub["model"], bench.run)
-    _register_optional(sub, table)
-    return parser, table
-
-
-def _register_optional(sub: argparse._SubParsersAction, table: dict[str, tuple[type, Callable[[Any], Any]]]) -> None:
-    """Stream-side commands (added as they land)."""
-    try:
-        from worker.commands import stream_commands
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return
     stream_commands.register_all(sub, table)
+    return parser, table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,7 @@ def _exports(state: dict[str, Any]) -> str:
 
 
 def run(s: StackSettings) -> int:
-    from worker.devstack import port_open, start_broker, start_redis, stop  # noqa: F401
+    from worker.devstack import port_open, start_broker, start_redis
     from worker.errors import UserError
     from worker.stream.kafka_io import ensure_topics
 

@@ -57,8 +57,6 @@ def register_all(sub: argparse._SubParsersAction, table: dict[str, tuple[type, C
     register_feedback(sub, table)
     trainer.register(sub, table)
     stack.register(sub, table)
-    try:
-        from worker.commands import bench_stream
-    except ImportError:
-        return
+    from worker.commands import bench_stream
+
     bench_stream.register(sub, table)

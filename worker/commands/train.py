@@ -17,6 +17,7 @@ from worker.artifact import save_artifact
 from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, resolve_device
 from worker.data.datasets import Protocol, Splits, folder_splits, idx_splits
 from worker.data.images import InputSpec
+from worker.errors import UserError
 from worker.model import GanomalyConfig, Scorer
 from worker.training.fit import EpochStats, SelectBy, TrainConfig, clear_resume_state, fit, score_tensor
 
@@ -61,8 +62,6 @@ class TrainSettings(BaseSettings):
 def load_splits(s: TrainSettings, spec: InputSpec) -> Splits:
     if s.dataset == "folder":
         if s.folder is None:
-            from worker.errors import UserError
-
             msg = "--folder is required with --dataset folder"
             raise UserError(msg)
         return folder_splits(s.folder, spec, val_fraction=s.val_fraction, seed=s.seed, max_train_images=s.max_train_images)

@@ -19,14 +19,12 @@ def decision_metrics(rows: list[Row], version: str, threshold: float | None) -> 
     y = np.array([r.label for r in lab])
     s = np.array([r.scores[version] for r in lab])
     if threshold is not None:
-        out |= detection_metrics(y, s, threshold)
-    else:  # audit across thresholds: judge the recorded decisions
-        pred = np.array([r.decisions[version] for r in lab]).astype(float)
-        out |= detection_metrics(y, s, 0.5) | {"threshold": None}
-        dm = detection_metrics(y, pred, 0.5)
-        out |= {k: dm[k] for k in ("precision", "recall", "f1", "fpr", "confusion")}
-    out["n"] = sum(1 for r in rows if version in r.scores)
-    return out
+        return out | detection_metrics(y, s, threshold) | {"n": out["n"]}
+    # Audit: the workers' recorded decisions are the prediction (thresholds may have been
+    # overridden per worker); scores still give the threshold-free AUROC/AUPRC.
+    ranked = detection_metrics(y, s, float("inf"))
+    decided = detection_metrics(y, np.array([r.decisions[version] for r in lab], dtype=float), 0.5)
+    return out | decided | {"auroc": ranked["auroc"], "auprc": ranked["auprc"], "threshold": None, "n": out["n"]}
 
 
 def breakdown(rows: list[Row], version: str, threshold: float | None, key: str) -> dict[str, Any]:

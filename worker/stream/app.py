@@ -171,7 +171,7 @@ class Worker:
 
     def _score_loop(self) -> None:
         s = self.s
-        pin = self.device.type == "cuda"
+        staging: torch.Tensor | None = None  # reusable pinned host buffer (CUDA): no per-batch pinning
         while True:
             items = next_batch(self.ready_q, s.max_batch_size, s.max_wait_ms / 1000.0)
             self.health.beat("score")
@@ -182,8 +182,11 @@ class Worker:
             model = self.models.current()  # once per batch: a swap never splits a batch
             t0 = time.monotonic()
             x = torch.from_numpy(np.stack([d.x for d in items]))
-            if pin:
-                x = x.pin_memory()
+            if self.device.type == "cuda":
+                if staging is None or staging.shape[1:] != x.shape[1:] or staging.shape[0] < len(items):
+                    staging = torch.empty((max(s.max_batch_size, len(items)), *x.shape[1:]), dtype=x.dtype).pin_memory()
+                staging[: len(items)].copy_(x)
+                x = staging[: len(items)]  # safe to reuse next batch: score() returns only after the copy is consumed
             try:
                 scores = model.scorer.score(x).score.numpy()
             except RuntimeError as e:  # e.g. CUDA OOM: score one by one rather than stall
