@@ -31,6 +31,7 @@ class TrainSettings(BaseSettings):
     dataset: DatasetName = DATASET
     data_dir: Path = DATA_DIR
     folder: Path | None = Field(None, description="folder of normal images (with --dataset folder)")
+    skip_unreadable: bool = Field(False, description="with --dataset folder: skip (and count) unreadable images instead of stopping")
     protocol: Protocol = PROTOCOL
     klass: int = KLASS
     epochs: int = Field(15, ge=1)
@@ -64,7 +65,8 @@ def load_splits(s: TrainSettings, spec: InputSpec) -> Splits:
         if s.folder is None:
             msg = "--folder is required with --dataset folder"
             raise UserError(msg)
-        return folder_splits(s.folder, spec, val_fraction=s.val_fraction, seed=s.seed, max_train_images=s.max_train_images)
+        return folder_splits(s.folder, spec, val_fraction=s.val_fraction, seed=s.seed, max_train_images=s.max_train_images,
+                             skip_unreadable=s.skip_unreadable)
     return idx_splits(
         s.data_dir, s.protocol, s.klass, spec,
         max_train_images=s.max_train_images, val_fraction=s.val_fraction, max_val_images=s.max_val_images,

@@ -150,9 +150,18 @@ def load_labelled_folder(root: Path, spec: InputSpec) -> tuple[LabelledImages, l
     return LabelledImages(torch.cat([p.x for p in parts]), np.concatenate([p.y for p in parts]), [i for p in parts for i in p.ids]), bad
 
 
-def folder_splits(root: Path, spec: InputSpec, *, val_fraction: float = 0.1, seed: int = 0, max_train_images: int | None = None) -> Splits:
-    """A folder of normal images: a seeded split into train and validation."""
+def folder_splits(root: Path, spec: InputSpec, *, val_fraction: float = 0.1, seed: int = 0, max_train_images: int | None = None,
+                  skip_unreadable: bool = False) -> Splits:
+    """A folder of normal images: a seeded split into train and validation.
+
+    An unreadable image stops training with its name and reason unless ``skip_unreadable``
+    (then it is counted in the summary): training silently on part of a folder hides problems.
+    """
     imgs, bad = load_folder(root, spec)
+    if bad and not skip_unreadable:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        msg = f"unreadable image {bad[0]}{more}; fix or remove it, or pass --skip-unreadable"
+        raise UserError(msg)
     if len(imgs) < 10:
         msg = f"{root} holds {len(imgs)} readable images; at least 10 are needed to train and calibrate"
         raise UserError(msg)
