@@ -49,16 +49,22 @@ def start_broker(port: int | None = None, *, log_path: Path | None = None, stora
         cmd += ["--storage-engine", storage]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+    _wait_listening(proc, port, timeout_s, f"the Tansu broker (log: {log_path})")
+    return proc, f"127.0.0.1:{port}"
+
+
+def _wait_listening(proc: subprocess.Popen, port: int, timeout_s: float, what: str) -> None:
+    """Trust a start only once the process lives and its port accepts connections."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            msg = f"the Tansu broker exited with code {proc.returncode} (see {log_path})"
+            msg = f"{what} exited with code {proc.returncode}"
             raise UserError(msg)
         if port_open("127.0.0.1", port):
-            return proc, f"127.0.0.1:{port}"
-        time.sleep(0.05)
+            return
+        time.sleep(0.02)
     proc.kill()
-    msg = f"the Tansu broker did not listen on port {port} within {timeout_s}s (port taken?)"
+    msg = f"{what} did not listen on port {port} within {timeout_s}s (port taken?)"
     raise UserError(msg)
 
 
@@ -72,17 +78,8 @@ def start_redis(port: int, *, dir_: Path, persist: bool = False, timeout_s: floa
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes" if persist else "no",
                              "--dir", str(dir_)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            msg = f"redis-server exited with code {proc.returncode}"
-            raise UserError(msg)
-        if port_open("127.0.0.1", port):
-            return proc
-        time.sleep(0.02)
-    proc.kill()
-    msg = f"redis-server did not listen on port {port}"
-    raise UserError(msg)
+    _wait_listening(proc, port, timeout_s, "redis-server")
+    return proc
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:

@@ -92,7 +92,7 @@ def run(s: TrainSettings) -> dict[str, Any]:
         log.info("epoch", **vars(st))
 
     def progress(total: int, desc: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+        return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None)  # None: off when not a TTY
 
     result = fit(mcfg, tcfg, splits.train.x, splits.val.x, device=device, out_dir=s.out, resume=s.resume, on_epoch=on_epoch, progress=progress)
     metrics: dict[str, Any] = {"best_epoch": result.best_epoch, "val_recon": result.history[result.best_epoch - 1].val_recon}
