@@ -27,7 +27,7 @@ from worker.stream.kafka_io import ensure_topics, headers_dict, make_consumer, m
 from worker.stream.metrics import Health, WorkerMetrics, serve_http
 from worker.stream.model_holder import ModelHolder, ServingModel, serving_model, warm_up
 from worker.stream.offsets import OffsetTracker
-from worker.stream.retry import Aborted
+from worker.stream.retry import Aborted, retry_until_done
 from worker.stream.settings import WorkerSettings
 from worker.stream.sinks.kafka_sink import KafkaSink
 from worker.stream.sinks.outputs import DeadLetter, OutputBatch
@@ -339,19 +339,24 @@ class Worker:
         if s.create_topics:
             ensure_topics(common, [s.input_topic, s.results_topic, s.alerts_topic, s.dlq_topic] + ([s.shadow_topic] if s.shadow_model else []),
                           s.topic_partitions)
-        producer = make_producer(common, linger_ms=s.producer_linger_ms,
-                                 compression_type=None if s.producer_compression == "none" else s.producer_compression,
-                                 delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2))
+        # A broker that is down at start is an outage like any other: wait for it (SIGTERM still stops us).
+        producer = retry_until_done(
+            lambda: make_producer(common, linger_ms=s.producer_linger_ms,
+                                  compression_type=None if s.producer_compression == "none" else s.producer_compression,
+                                  delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2)),
+            what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
         kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic, shadow_topic=s.shadow_topic,
                                worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000)
         redis_sink = RedisSink(rclient, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
                                status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s)
-        self.consumer = make_consumer(
-            common, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=s.heartbeat_interval_ms, max_poll_interval_ms=s.max_poll_interval_ms,
-            max_poll_records=s.max_poll_records, fetch_max_bytes=s.fetch_max_bytes,
-        )
+        self.consumer = retry_until_done(
+            lambda: make_consumer(
+                common, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,
+                heartbeat_interval_ms=s.heartbeat_interval_ms, max_poll_interval_ms=s.max_poll_interval_ms,
+                max_poll_records=s.max_poll_records, fetch_max_bytes=s.fetch_max_bytes,
+            ),
+            what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         self._committed: dict[TopicPartition, int] = {}
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
         self._threads = [threading.Thread(target=self._decode_loop, name=f"decode-{i}", daemon=True) for i in range(s.decode_threads)]
