@@ -23,7 +23,8 @@ from worker.data.idx import load_split
 pytestmark = pytest.mark.integration
 
 
-def test_produce_worker_replay_rescore_and_audit(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
+def test_produce_worker_replay_rescore_and_audit(broker: str, redis_url: str, prefix: str, tiny_model: Path, trouser_model: Path,
+                                                 tmp_path: Path) -> None:
     topics = Topics(broker, partitions=3)
     n = 600
     rc = produce(ProduceSettings(bootstrap_servers=broker, topic=topics.input, source_kind="fashion-mnist", data_dir=FMNIST, split="t10k",
@@ -37,13 +38,15 @@ def test_produce_worker_replay_rescore_and_audit(broker: str, redis_url: str, pr
     common = dict(bootstrap_servers=broker, topic=topics.input, results_topic=topics.results, alerts_topic=topics.alerts,
                   dlq_topic=topics.dlq, device="cpu", idle_ms=1000)
     eval_topic = f"eval-{topics.group}"
-    rescored = replay(ReplaySettings(**common, mode="rescore", model=tiny_model, report=tmp_path / "rescore.json",
+    rescored = replay(ReplaySettings(**common, mode="rescore", model=tiny_model, challenger=trouser_model, report=tmp_path / "rescore.json",
                                      scores=tmp_path / "rescore.csv", eval_topic=eval_topic))
     version = ev["model_version"]
     assert rescored["counts"] == {"records": n, "labelled": n}
     assert rescored["models"][version]["auroc"] == pytest.approx(ev["metrics"]["auroc"], abs=1e-6)
     assert rescored["models"][version]["confusion"] == ev["metrics"]["confusion"]
     assert rescored["per_source"][version].keys() == {"test-cam"}
+    challenger = next(v for v in rescored["models"] if v != version)  # champion vs. challenger, side by side
+    assert rescored["models"][challenger]["n"] == n and rescored["models"][challenger]["auroc"] is not None
     assert Path(tmp_path / "rescore-roc.png").stat().st_size > 1000
     assert len(read_topic(broker, eval_topic, want=n, timeout_s=30)) == n
 

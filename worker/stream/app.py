@@ -13,6 +13,7 @@ import numpy as np
 import redis
 import structlog
 import torch
+from structlog.contextvars import bound_contextvars
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
@@ -152,7 +153,9 @@ class Worker:
             if not self.tracker.is_tracked(tp, rec.offset):
                 continue  # partition revoked meanwhile: the new owner scores it
             try:
-                x = decode_image(rec.value or b"", spec, self.limits)
+                # Anything logged while handling this record carries its coordinates.
+                with bound_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset):
+                    x = decode_image(rec.value or b"", spec, self.limits)
                 self.ready_q.put(Decoded(rec, x, time.monotonic()))
             except BadImage as e:
                 self._put_out(DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
