@@ -22,10 +22,12 @@ def ingest_feedback(common: dict[str, Any], topic: str, group_id: str, ns: Norma
     c = KafkaConsumer(topic, **common, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                       session_timeout_ms=6000, heartbeat_interval_ms=1000)
     try:
-        last = time.monotonic()
         started = time.monotonic()
+        last: float | None = None  # idleness counts from the assignment, not from the (slow) group join
         while True:
             batch = c.poll(timeout_ms=300)
+            if last is None and c.assignment():
+                last = time.monotonic()
             recs = [r for rs in batch.values() for r in rs]
             for r in recs:
                 try:
@@ -37,10 +39,10 @@ def ingest_feedback(common: dict[str, Any], topic: str, group_id: str, ns: Norma
                     log.warning("invalid_feedback", partition=r.partition, offset=r.offset, error=str(e)[:200])
             if recs:
                 last = time.monotonic()
-            # The group join itself can take seconds: wait for assignment before judging idleness.
-            if c.assignment() and time.monotonic() - last > idle_ms / 1000:
+            if last is not None and time.monotonic() - last > idle_ms / 1000:
                 break
-            if not c.assignment() and time.monotonic() - started > 60:
+            if last is None and time.monotonic() - started > 60:
+                log.warning("feedback_group_not_assigned", topic=topic, group_id=group_id)
                 break
         fetched, unavailable = fetch_missing(common, ns)
         counts["fetched"], counts["unavailable"] = fetched, unavailable
