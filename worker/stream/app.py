@@ -357,7 +357,7 @@ class Worker:
             lambda: make_consumer(
                 common, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,
                 heartbeat_interval_ms=s.heartbeat_interval_ms, max_poll_interval_ms=s.max_poll_interval_ms,
-                max_poll_records=s.max_poll_records, fetch_max_bytes=s.fetch_max_bytes,
+                max_poll_records=s.max_poll_records, fetch_max_bytes=s.fetch_max_bytes, fetch_max_wait_ms=s.fetch_max_wait_ms,
             ),
             what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         self._committed: dict[TopicPartition, int] = {}

@@ -33,6 +33,7 @@ class WorkerSettings(BaseSettings):
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     max_poll_records: int = Field(500, ge=1)
     fetch_max_bytes: int = Field(52_428_800, ge=1024)
+    fetch_max_wait_ms: int = Field(20, ge=0, description="how long the broker may hold a fetch for data: bounds the latency it adds")
     commit_interval_ms: int = Field(1000, ge=10, description="how often the poll thread commits finished offsets")
     producer_linger_ms: int = Field(5, ge=0)
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
