@@ -48,6 +48,8 @@ class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.s = settings
         self.device = resolve_device(settings.device)
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         model = self._initial_model()  # fails fast on a bad artifact
