@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,13 @@ def _registry(tmp_path: Path, redis_url: str, prefix: str, champion: Path) -> tu
     return store, ptr, version
 
 
+def _with_feedback_topic(broker: str) -> tuple[Topics, str]:
+    topics = Topics(broker)
+    feedback = f"feedback-{topics.group}"
+    ensure_topics({"bootstrap_servers": [broker]}, [feedback], 1)
+    return topics, feedback
+
+
 def _confirm(broker: str, topic: str, results: list[dict], verdict: str = "normal") -> None:
     now = int(time.time() * 1000)
     post_verdicts(broker, topic, [Feedback(verdict=verdict, input=InputRef(**r["input"]), result_id=r["id"], by="operator", at_ms=now)
@@ -50,9 +58,7 @@ def _trainer_settings(broker: str, redis_url: str, prefix: str, store: ModelStor
 
 def test_confirmed_new_class_is_learned_promoted_and_picked_up_mid_stream(broker: str, redis_url: str, prefix: str, trouser_model: Path,
                                                                            tmp_path: Path) -> None:
-    topics = Topics(broker)
-    feedback = f"feedback-{topics.group}"
-    ensure_topics({"bootstrap_servers": [broker]}, [feedback], 1)
+    topics, feedback = _with_feedback_topic(broker)
     store, _, v1 = _registry(tmp_path, redis_url, prefix, trouser_model)
     with WorkerProc(bootstrap=broker, topics=topics, model=trouser_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
                     GANOMALY_MODEL_STORE=store.root, GANOMALY_MODEL_POLL_S=0.5) as w:
@@ -86,9 +92,7 @@ def test_confirmed_new_class_is_learned_promoted_and_picked_up_mid_stream(broker
 
 
 def test_a_worse_challenger_is_rejected(broker: str, redis_url: str, prefix: str, trouser_model: Path, tmp_path: Path) -> None:
-    topics = Topics(broker)
-    feedback = f"feedback-{topics.group}"
-    ensure_topics({"bootstrap_servers": [broker]}, [feedback], 1)
+    topics, feedback = _with_feedback_topic(broker)
     store, ptr, v1 = _registry(tmp_path, redis_url, prefix, trouser_model)
     keys = produce_class(broker, topics.input, TROUSERS, 300, data_dir=FMNIST)
     with WorkerProc(bootstrap=broker, topics=topics, model=trouser_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log") as w:
@@ -128,14 +132,10 @@ def test_worker_refuses_a_corrupted_artifact_and_keeps_serving(broker: str, redi
 
 
 def test_overlapping_trainer_runs_do_not_corrupt_the_store(broker: str, redis_url: str, prefix: str, trouser_model: Path, tmp_path: Path) -> None:
-    topics = Topics(broker)
-    feedback = f"feedback-{topics.group}"
-    ensure_topics({"bootstrap_servers": [broker]}, [feedback], 1)
+    topics, feedback = _with_feedback_topic(broker)
     store, ptr, _ = _registry(tmp_path, redis_url, prefix, trouser_model)
     keys = produce_class(broker, topics.input, BAGS, 200, data_dir=FMNIST)
-    from tests.integration.helpers import read_topic as rt
-
-    inputs = rt(broker, topics.input, want=len(keys), timeout_s=30)
+    inputs = read_topic(broker, topics.input, want=len(keys), timeout_s=30)
     now = int(time.time() * 1000)
     post_verdicts(broker, feedback, [Feedback(verdict="normal", input=InputRef(topic=r.topic, partition=r.partition, offset=r.offset),
                                               by="op", at_ms=now) for r in inputs])
@@ -144,8 +144,6 @@ def test_overlapping_trainer_runs_do_not_corrupt_the_store(broker: str, redis_ur
            "GANOMALY_TRAINER_MODEL_STORE": str(store.root), "GANOMALY_TRAINER_REDIS_URL": redis_url, "GANOMALY_TRAINER_REDIS_PREFIX": prefix,
            "GANOMALY_TRAINER_MIN_NEW_NORMALS": "50", "GANOMALY_TRAINER_EPOCHS": "1", "GANOMALY_TRAINER_TARGET_FPR": "0.05",
            "GANOMALY_TRAINER_DEVICE": "cpu", "GANOMALY_TRAINER_IDLE_MS": "1000"}
-    import os
-
     procs = [subprocess.Popen([sys.executable, "-m", "worker", "trainer"], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0].decode() for p in procs]

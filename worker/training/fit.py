@@ -83,12 +83,6 @@ class FitResult:
         return [asdict(h) for h in self.history]
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
 def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -277,7 +271,3 @@ def clear_resume_state(out_dir: Path) -> None:
 def score_tensor(scorer: Scorer, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Scores for a whole tensor of images, in batches."""
     return np.concatenate([scorer.score(x[i : i + batch_size]).score.numpy() for i in range(0, len(x), batch_size)]) if len(x) else np.empty(0)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
