@@ -45,3 +45,12 @@ def test_poison_is_refused_with_its_reason(case: tuple[str, bytes, str]) -> None
     with pytest.raises(BadImage) as e:
         decode_image(data, InputSpec(), DecodeLimits(channel_policy="strict", max_bytes=1_000_000))
     assert e.value.reason == reason, f"{name}: {e.value}"
+
+
+def test_custom_value_range_reaches_the_model_input() -> None:
+    # MNIST-style mean/std normalisation is a linear map: 0 -> -0.4242, 255 -> 2.8215.
+    spec = InputSpec(value_range=(-0.4242, 2.8215))
+    arr = np.array([[0, 255]] * 32, dtype=np.uint8).repeat(16, axis=1)
+    x = decode_image(_png(arr), spec)
+    assert x.min() == pytest.approx(-0.4242) and x.max() == pytest.approx(2.8215)
+    assert InputSpec.from_dict(spec.to_dict()) == spec

@@ -49,6 +49,8 @@ class TrainSettings(BaseSettings):
     select_by: SelectBy = Field("val_recon", description="model selection on held-out normals: val_recon, val_loss or last")
     score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights (0: off)")
+    input_low: float = Field(-1.0, description="pixel value 0 maps to this (the Tanh range by default)")
+    input_high: float = Field(1.0, description="pixel value 255 maps to this (MNIST-style mean/std normalisation: -0.4242, 2.8215)")
     isize: int = Field(32, ge=16, multiple_of=16)
     channels: int = Field(1, description="1 or 3")
     nz: int = Field(100, ge=1)
@@ -79,7 +81,7 @@ def run(s: TrainSettings) -> dict[str, Any]:
 
     device = resolve_device(s.device)
     mcfg = GanomalyConfig(isize=s.isize, nc=s.channels, nz=s.nz, ngf=s.ngf, extra_layers=s.extra_layers)
-    spec = InputSpec(isize=s.isize, channels=s.channels)
+    spec = InputSpec(isize=s.isize, channels=s.channels, value_range=(s.input_low, s.input_high))
     t0 = time.monotonic()
     splits = load_splits(s, spec)
     log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))
