@@ -21,6 +21,7 @@ def test_statistics_and_normalisation() -> None:
     assert cal.threshold == 991.0 and cal.n == 1000 and cal.median == 500.5
     assert cal.normalise(cal.median) == pytest.approx(0.0)
     assert cal.normalise(cal.threshold) == pytest.approx(1.0)
+    assert cal.normalise(750.75, threshold=1001.0) == pytest.approx(0.5)  # an overridden threshold is 1 too
     assert type(cal).from_dict(cal.to_dict()) == cal
 
 

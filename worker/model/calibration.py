@@ -26,9 +26,9 @@ class Calibration:
     p99: float
     max: float
 
-    def normalise(self, score: np.ndarray | float) -> np.ndarray | float:
-        """0 at the normal median, 1 at the threshold: a scale-free severity."""
-        span = max(self.threshold - self.median, 1e-12)
+    def normalise(self, score: np.ndarray | float, threshold: float | None = None) -> np.ndarray | float:
+        """0 at the normal median, 1 at the threshold (``threshold`` overrides the calibrated one)."""
+        span = max((self.threshold if threshold is None else threshold) - self.median, 1e-12)
         return (np.asarray(score, dtype=np.float64) - self.median) / span
 
     def to_dict(self) -> dict[str, Any]:

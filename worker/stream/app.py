@@ -141,14 +141,17 @@ class Worker:
 
     # ---- pipeline stages (each its own thread) ----
 
+    def _finished(self) -> bool:
+        """A stage may exit: shutdown gave up, or polling stopped and nothing is in flight."""
+        return self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0)
+
     def _decode_loop(self) -> None:
-        spec = self.models.current().artifact.input_spec
         while True:
             try:
                 rec = self.raw_q.get(timeout=0.2)
             except queue.Empty:
                 self.health.beat("decode")
-                if self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0):
+                if self._finished():
                     return
                 continue
             tp = TopicPartition(rec.topic, rec.partition)
@@ -157,14 +160,21 @@ class Worker:
             try:
                 # Anything logged while handling this record carries its coordinates.
                 with bound_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset):
-                    x = decode_image(rec.value or b"", spec, self.limits)
+                    x = self._decode(rec)
                 self.ready_q.put(Decoded(rec, x, time.monotonic()))
             except BadImage as e:
-                self._put_out(DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
-                                         [(k, v) for k, v in rec.headers or [] if v is not None], e.reason, type(e).__name__, str(e)))
+                self._put_out(self._dead_letter(rec, e.reason, e))
             except Exception as e:  # noqa: BLE001 - any decoder crash is this record's problem, not the partition's
-                self._put_out(DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
-                                         [(k, v) for k, v in rec.headers or [] if v is not None], "decode_error", type(e).__name__, str(e)))
+                self._put_out(self._dead_letter(rec, "decode_error", e))
+
+    def _decode(self, rec: Any) -> np.ndarray:
+        # The spec is read per record: a hot swap may bring a model with another input size.
+        return decode_image(rec.value or b"", self.models.current().artifact.input_spec, self.limits)
+
+    @staticmethod
+    def _dead_letter(rec: Any, reason: str, err: Exception) -> DeadLetter:
+        return DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
+                          [(k, v) for k, v in rec.headers or [] if v is not None], reason, type(err).__name__, str(err))
 
     def _put_out(self, item: OutputBatch | DeadLetter) -> None:
         while not self.abort.is_set():
@@ -181,10 +191,13 @@ class Worker:
             items = next_batch(self.ready_q, s.max_batch_size, s.max_wait_ms / 1000.0)
             self.health.beat("score")
             if not items:
-                if self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0):
+                if self._finished():
                     return
                 continue
             model = self.models.current()  # once per batch: a swap never splits a batch
+            items = self._fit_to(model, items)
+            if not items:
+                continue
             t0 = time.monotonic()
             x = torch.from_numpy(np.stack([d.x for d in items]))
             if self.device.type == "cuda":
@@ -212,10 +225,24 @@ class Worker:
                      anomalies=sum(r.is_anomaly for r in out.results), model_version=model.version)
             self._put_out(out)
 
+    def _fit_to(self, model: ServingModel, items: list[Decoded]) -> list[Decoded]:
+        """Re-decode items decoded just before a swap to a model with another input shape (rare)."""
+        spec = model.artifact.input_spec
+        want = (spec.channels, spec.isize, spec.isize)
+        kept = []
+        for d in items:
+            if d.x.shape != want:
+                try:
+                    d = Decoded(d.rec, decode_image(d.rec.value or b"", spec, self.limits), d.polled_at)
+                except BadImage as e:
+                    self._put_out(self._dead_letter(d.rec, e.reason, e))
+                    continue
+            kept.append(d)
+        return kept
+
     def _results(self, items: list[Decoded], scores: np.ndarray, model: ServingModel) -> OutputBatch:
         out = OutputBatch()
         cal = model.artifact.calibration
-        span = max(model.threshold - cal.median, 1e-12)
         scored_at = now_ms()
         for d, sc in zip(items, scores.tolist(), strict=True):
             rec = d.rec
@@ -224,7 +251,7 @@ class Worker:
             ref = m.InputRef(topic=rec.topic, partition=rec.partition, offset=rec.offset, key=key)
             res = m.Result(
                 id=ref.id, input=ref, image_id=key, source=h.get(m.H_SOURCE), trace_id=h.get(m.H_TRACE), label=h.get(m.H_LABEL),
-                score=sc, score_normalised=(sc - cal.median) / span, threshold=model.threshold, is_anomaly=sc > model.threshold,
+                score=sc, score_normalised=float(cal.normalise(sc, model.threshold)), threshold=model.threshold, is_anomaly=sc > model.threshold,
                 model_version=model.version, record_timestamp_ms=rec.timestamp, scored_at_ms=scored_at,
                 latency_ms=float(scored_at - rec.timestamp), worker=self.s.worker_id,
             )
@@ -238,7 +265,7 @@ class Worker:
                 first = self.out_q.get(timeout=0.2)
             except queue.Empty:
                 self.health.beat("sink")
-                if self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0):
+                if self._finished():
                     return
                 continue
             batch = OutputBatch()
