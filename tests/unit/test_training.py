@@ -25,3 +25,26 @@ def test_fit_selects_on_validation_and_calibrates() -> None:
     assert res.best_epoch == best.epoch
     assert res.calibration.n == 20
     assert next(res.generator.parameters()).device.type == "cpu"
+
+
+def test_swa_ships_the_mean_of_epoch_end_weights_with_recomputed_batchnorm(tmp_path) -> None:
+    x = torch.rand(64, 1, 16, 16) * 2 - 1
+    mcfg, dev = GanomalyConfig(isize=16, nz=8, ngf=8), torch.device("cpu")
+
+    def run(epochs: int, swa_start: int = 0, **kw) -> Generator:
+        return fit(mcfg, TrainConfig(epochs=epochs, batch_size=16, select_by="last", swa_start=swa_start), x, x[:16], device=dev, **kw).generator
+
+    w1, w2 = run(1).state_dict(), run(2).state_dict()
+    swa = run(2, swa_start=1)
+    for name, p in swa.named_parameters():
+        torch.testing.assert_close(p, (w1[name] + w2[name]) / 2)
+    bns = [m for m in swa.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    # running statistics re-estimated as a plain mean over the 4 training batches, not carried over
+    assert bns and all(int(m.num_batches_tracked) == 4 for m in bns)
+    assert not torch.equal(bns[0].running_mean, w2[[k for k in w2 if k.endswith("running_mean")][0]])
+
+    # an interrupted SWA run resumes to exactly the same average
+    run(1, swa_start=1, out_dir=tmp_path / "m")
+    resumed = run(2, swa_start=1, out_dir=tmp_path / "m", resume=True)
+    for (name, p), q in zip(swa.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)

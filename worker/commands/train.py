@@ -49,6 +49,7 @@ class TrainSettings(BaseSettings):
     select_by: SelectBy = Field("val_recon", description="model selection on held-out normals: val_recon, val_loss or last")
     score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights (0: off)")
+    swa_start: int = Field(0, ge=0, description="from this epoch on, ship the average of the generator's epoch-end weights (stochastic weight averaging, BatchNorm statistics recomputed on training normals; 0: off)")
     input_low: float = Field(-1.0, description="pixel value 0 maps to this (the Tanh range by default)")
     input_high: float = Field(1.0, description="pixel value 255 maps to this (MNIST-style mean/std normalisation: -0.4242, 2.8215)")
     isize: int = Field(32, ge=16, multiple_of=16)
@@ -87,7 +88,7 @@ def run(s: TrainSettings) -> dict[str, Any]:
     log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))
     tcfg = TrainConfig(
         epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, beta1=s.beta1, w_adv=s.w_adv, w_con=s.w_con, w_enc=s.w_enc,
-        target_fpr=s.target_fpr, select_by=s.select_by, seed=s.seed, score=s.score, ema_decay=s.ema_decay,
+        target_fpr=s.target_fpr, select_by=s.select_by, seed=s.seed, score=s.score, ema_decay=s.ema_decay, swa_start=s.swa_start,
     )
 
     def on_epoch(st: EpochStats) -> None:

@@ -33,6 +33,7 @@ class TrainerSettings(BaseSettings):
     batch_size: int = Field(64, ge=2)
     lr: float = Field(2e-4, gt=0)
     target_fpr: float = Field(0.01, gt=0, lt=1)
+    swa_start: int = Field(0, ge=0, description="as in train: ship the average of the challenger's epoch-end weights from this epoch (0: off)")
     seed: int = 0
     fpr_tolerance: float = Field(0.01, ge=0)
     auroc_tolerance: float = Field(0.01, ge=0)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from worker.model import (
     Calibration,
@@ -52,6 +53,9 @@ class TrainConfig:
     select_by: SelectBy = "val_recon"
     seed: int = 0
     ema_decay: float = 0.0  # >0: validate, select and ship an exponential moving average of G's weights
+    # >0: from this epoch on, validate, select and ship the average of G's epoch-end weights
+    # (stochastic weight averaging) with BatchNorm statistics recomputed on training normals
+    swa_start: int = 0
     score: str = "latent"  # the shipped score kind (see worker.model.scoring.ScoreSpec)
 
 
@@ -142,6 +146,20 @@ def validate(generator: Generator, x: torch.Tensor, device: torch.device, batch_
     return torch.cat(scores).numpy(), torch.cat(recons).numpy()
 
 
+def swa_generator(swa: AveragedModel, template: Generator, train_x: torch.Tensor, device: torch.device,
+                  batch_size: int, max_images: int = 4096) -> Generator:
+    """The averaged generator with BatchNorm statistics recomputed on (up to ``max_images``) training normals.
+
+    Averaged weights do not match any network's running statistics, so they are
+    re-estimated as a plain mean over train-mode batches of the training batch size.
+    """
+    g = copy.deepcopy(template)
+    g.load_state_dict(swa.module.state_dict())
+    xs = train_x[:max_images]
+    update_bn((xs[i : i + batch_size] for i in range(0, len(xs) - batch_size + 1, batch_size)), g, device=device)
+    return g.eval()
+
+
 def _state_path(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.train-state.pt"
 
@@ -174,6 +192,7 @@ def fit(
     history: list[EpochStats] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start_epoch = 0
+    st: dict[str, Any] = {}
     st_ema = None
     state_path = _state_path(out_dir) if out_dir is not None else None
     if resume and state_path is not None and state_path.exists():
@@ -193,6 +212,12 @@ def fit(
     ema = copy.deepcopy(netg).eval() if cfg.ema_decay > 0 else None
     if ema is not None and resume and st_ema is not None:
         ema.load_state_dict(st_ema)
+    if cfg.ema_decay > 0 and cfg.swa_start > 0:
+        msg = "choose one of ema_decay and swa_start"
+        raise ValueError(msg)
+    swa = AveragedModel(netg) if cfg.swa_start > 0 else None
+    if swa is not None and st.get("swa") is not None:
+        swa.load_state_dict(st["swa"])
     n_batches = len(train_x) // cfg.batch_size  # drop_last, like the original loader
     pin = device.type == "cuda"
     for epoch in range(start_epoch, cfg.epochs):
@@ -217,7 +242,10 @@ def fit(
         if bar is not None:
             bar.close()
         train_s = time.monotonic() - t0
-        shipped = ema if ema is not None else netg
+        shipped: nn.Module = ema if ema is not None else netg
+        if swa is not None and epoch + 1 >= cfg.swa_start:
+            swa.update_parameters(netg)
+            shipped = swa_generator(swa, netg, train_x, device, cfg.batch_size)
         scores, recons = validate(shipped, val_x, device)
         stats = EpochStats(
             epoch=epoch + 1,
@@ -247,7 +275,7 @@ def fit(
                 {"netg": netg.state_dict(), "netd": netd.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                  "rng": gen_rng.get_state(), "epoch": epoch + 1, "history": [asdict(h) for h in history],
                  "best_value": best[0], "best_epoch": best[1], "best_state": best[2],
-                 "ema": ema.state_dict() if ema is not None else None},
+                 "ema": ema.state_dict() if ema is not None else None, "swa": swa.state_dict() if swa is not None else None},
                 tmp,
             )
             tmp.replace(state_path)

@@ -1,0 +1,157 @@
+"""Per-epoch study of candidate anomaly scores (a development tool, not a selection step).
+
+Trains one GANomaly model with the usual loop and, after every epoch, scores held-out
+normals (validation) and the official test split with several candidate scores. The
+rows show how each score evolves with training; *decisions made from them must come
+from development classes*, never from the class whose number is reported.
+
+Candidate scores (statistics from training normals only, never the test set):
+- latent:   mean_k (z_k - z'_k)^2 (the paper's)
+- recon:    mean |x - G(x)|
+- latent_w: mean_k (z_k - z'_k)^2 / E_train[(z_k - z'_k)^2] (per-dimension whitened latent error)
+- maha_z:   Mahalanobis distance of z = G_E(x) to the training normals' z (Ledoit-Wolf covariance)
+- maha_zh:  the same for z' = E(G(x))
+- feat:     mean (f(x) - f(G(x)))^2 over the discriminator's last features
+- pbn_*:    the same scores after "precise BatchNorm": the running statistics recomputed as
+            a plain average over the reference normals (instead of the momentum-0.1 average
+            of the last few training batches)
+- swa_latent: the latent score of one generator whose weights are the average of the epoch-end
+            weights so far (stochastic weight averaging), with precise BatchNorm
+- ens_latent: the mean of the standardised latent scores of this and the previous epochs' snapshots
+
+    python benchmarks/score_study.py --protocol leave-one-out --class 2 --epochs 5 --max-train-images 12000 --out runs/study-2.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.covariance import LedoitWolf
+from sklearn.metrics import roc_auc_score
+
+from worker.data.datasets import idx_splits
+from worker.data.images import InputSpec
+from worker.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
+from worker.training.fit import seed_everything, train_step
+
+
+@torch.inference_mode()
+def features(g: Generator, d: Discriminator, x: torch.Tensor, bs: int = 500) -> dict[str, np.ndarray]:
+    g.eval()
+    d.eval()
+    out: dict[str, list[torch.Tensor]] = {"z": [], "zh": [], "recon": [], "feat": []}
+    for i in range(0, len(x), bs):
+        xb = x[i : i + bs]
+        xh, z, zh = g(xb)
+        _, fr = d(xb)
+        _, ff = d(xh)
+        out["z"].append(z.flatten(1))
+        out["zh"].append(zh.flatten(1))
+        out["recon"].append((xb - xh).abs().flatten(1).mean(1))
+        out["feat"].append((fr - ff).pow(2).flatten(1).mean(1))
+    g.train()
+    d.train()
+    return {k: torch.cat(v).numpy().astype(np.float64) for k, v in out.items()}
+
+
+def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    dz = (f["z"] - f["zh"]) ** 2
+    dref = ((ref["z"] - ref["zh"]) ** 2).mean(0)
+    out = {"latent": dz.mean(1), "recon": f["recon"], "latent_w": (dz / np.maximum(dref, 1e-12)).mean(1), "feat": f["feat"]}
+    for name in ("z", "zh"):
+        lw = LedoitWolf().fit(ref[name])
+        out[f"maha_{name}"] = lw.mahalanobis(f[name])
+    return out
+
+
+@torch.no_grad()
+def precise_bn(g: Generator, x: torch.Tensor, bs: int = 64) -> Generator:
+    """A copy of ``g`` whose BatchNorm running statistics are the average over ``x`` (train-mode batches of ``bs``)."""
+    import copy
+
+    pg = copy.deepcopy(g).train()
+    bns = [m for m in pg.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = plain mean over batches
+    for i in range(0, len(x) - bs + 1, bs):
+        pg(x[i : i + bs])
+    for m in bns:
+        m.momentum = 0.1
+    return pg.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    ap.add_argument("--protocol", default="leave-one-out")
+    ap.add_argument("--class", dest="klass", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--max-train-images", type=int, default=12000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--input-low", type=float, default=-1.0)
+    ap.add_argument("--input-high", type=float, default=1.0)
+    ap.add_argument("--ref-images", type=int, default=4000, help="training normals used for the score statistics")
+    ap.add_argument("--out", type=Path, default=Path("runs/study.jsonl"))
+    a = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    spec = InputSpec(value_range=(a.input_low, a.input_high))
+    sp = idx_splits(a.data_dir, a.protocol, a.klass, spec, max_train_images=a.max_train_images, seed=a.seed)  # type: ignore[arg-type]
+    assert sp.test is not None
+    rng = seed_everything(a.seed)
+    cfg = GanomalyConfig()
+    g, d = Generator(cfg), Discriminator(cfg)
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    gl, dl = GeneratorLoss(1.0, 50.0, 1.0), DiscriminatorLoss()
+    ref_x = sp.train.x[torch.randperm(len(sp.train.x), generator=torch.Generator().manual_seed(1))[: a.ref_images]]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    nb = len(sp.train.x) // 64
+    snaps: list[np.ndarray] = []
+    weights: list[dict[str, torch.Tensor]] = []
+    for epoch in range(1, a.epochs + 1):
+        t0 = time.monotonic()
+        perm = torch.randperm(len(sp.train.x), generator=rng)
+        for b in range(nb):
+            train_step(g, d, opt_g, opt_d, gl, dl, sp.train.x[perm[b * 64 : (b + 1) * 64]])
+        ref, val, test = (features(g, d, x) for x in (ref_x, sp.val.x, sp.test.x))
+        vs, ts = scores(val, ref), scores(test, ref)
+        pg = precise_bn(g, ref_x)
+        pref, pval, ptest = (features(pg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
+        pvs, pts = scores(pval, pref), scores(ptest, pref)
+        for k in ("latent", "recon", "latent_w"):
+            vs[f"pbn_{k}"], ts[f"pbn_{k}"] = pvs[k], pts[k]
+        mu, sd = pvs["latent"].mean(), pvs["latent"].std()
+        snaps.append((pts["latent"] - mu) / sd)
+        ts["ens_latent"] = np.mean(snaps, axis=0)
+        ts["ens2_latent"] = np.mean(snaps[-2:], axis=0)
+        weights.append({k: v.detach().clone() for k, v in g.state_dict().items()})
+        avg = {k: (torch.stack([w[k].float() for w in weights]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+               for k, v in weights[-1].items()}
+        sg = Generator(cfg)
+        sg.load_state_dict(avg)
+        sg = precise_bn(sg, ref_x)
+        sref, sval, stest = (features(sg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
+        svs, sts = scores(sval, sref), scores(stest, sref)
+        for k in ("latent", "recon"):
+            vs[f"swa_{k}"], ts[f"swa_{k}"] = svs[k], sts[k]
+        row = {"protocol": a.protocol, "class": a.klass, "seed": a.seed, "epoch": epoch, "range": [a.input_low, a.input_high],
+               "seconds": round(time.monotonic() - t0, 1),
+               "test_auroc": {k: round(float(roc_auc_score(sp.test.y, v)), 4) for k, v in ts.items()},
+               # validation-only statistics (candidates for selection rules)
+               "val": {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean()), "feat": float(vs["feat"].mean()),
+                       "latent_cv": float(vs["latent"].std() / max(vs["latent"].mean(), 1e-12)),
+                       "pbn_recon": float(pval["recon"].mean()), "pbn_latent": float(pvs["latent"].mean())}}
+        with a.out.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
