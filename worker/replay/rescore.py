@@ -48,21 +48,21 @@ def rescore(records: Iterable[Any], models: list[tuple[Artifact, Scorer, float]]
     """Decode and batch-score with every model; returns rows, unreadable counts by reason, and timings."""
     rows: list[Row] = []
     unreadable: dict[str, int] = {}
-    spec = models[0][0].input_spec
-    for art, _, _ in models[1:]:
-        if art.input_spec != spec:
-            msg = "compared models must share an input spec"
-            raise ValueError(msg)
-    pending: list[tuple[Row, np.ndarray]] = []
+    # Models may expect different inputs (size, channels, value range: a latent-score champion and a
+    # recon-score challenger train on different ranges by default), so each record is decoded once
+    # per distinct input spec; a record counts as unreadable when any compared model cannot take it.
+    specs = list(dict.fromkeys(art.input_spec for art, _, _ in models))
+    spec_of = [specs.index(art.input_spec) for art, _, _ in models]
+    pending: list[tuple[Row, list[np.ndarray]]] = []
     t = {"decode_s": 0.0, "score_s": 0.0}
 
     def flush() -> None:
         if not pending:
             return
-        x = torch.from_numpy(np.stack([p[1] for p in pending]))
-        for art, scorer, thr in models:
+        xs = [torch.from_numpy(np.stack([p[1][i] for p in pending])) for i in range(len(specs))]
+        for (art, scorer, thr), si in zip(models, spec_of, strict=True):
             t0 = time.perf_counter()
-            s = scorer.score(x).score.numpy()
+            s = scorer.score(xs[si]).score.numpy()
             t["score_s"] += time.perf_counter() - t0
             for (row, _), sc in zip(pending, s.tolist(), strict=True):
                 row.scores[art.version] = sc
@@ -73,13 +73,13 @@ def rescore(records: Iterable[Any], models: list[tuple[Artifact, Scorer, float]]
     for rec in records:
         t0 = time.perf_counter()
         try:
-            x = decode_image(rec.value or b"", spec, limits)
+            decoded = [decode_image(rec.value or b"", spec, limits) for spec in specs]
         except BadImage as e:
             unreadable[e.reason] = unreadable.get(e.reason, 0) + 1
             continue
         finally:
             t["decode_s"] += time.perf_counter() - t0
-        pending.append((_row(rec), x))
+        pending.append((_row(rec), decoded))
         if len(pending) >= batch_size:
             flush()
     flush()
