@@ -20,20 +20,21 @@ import numpy as np
 import torch
 
 from worker.data.datasets import idx_splits
-from worker.data.images import InputSpec
+from worker.data.images import InputSpec, default_value_range
 from worker.evaluation.metrics import detection_metrics
 from worker.model import GanomalyConfig, ScoreSpec, calibrate
 from worker.training.fit import TrainConfig, fit, validate
 
 
-def one(data_dir: Path, protocol: str, klass: int, seed: int, epochs: int, max_train: int, max_val: int) -> dict:
+def one(data_dir: Path, protocol: str, klass: int, seed: int, epochs: int, max_train: int, max_val: int, value_range: tuple[float, float]) -> dict:
     t0 = time.monotonic()
-    sp = idx_splits(data_dir, protocol, klass, InputSpec(), max_train_images=max_train, max_val_images=max_val, seed=seed)  # type: ignore[arg-type]
+    spec = InputSpec(value_range=value_range)
+    sp = idx_splits(data_dir, protocol, klass, spec, max_train_images=max_train, max_val_images=max_val, seed=seed)  # type: ignore[arg-type]
     res = fit(GanomalyConfig(), TrainConfig(epochs=epochs, seed=seed), sp.train.x, sp.val.x, device=torch.device("cpu"))
     vl, vr = validate(res.generator, sp.val.x, torch.device("cpu"))
     tl, tr = validate(res.generator, sp.test.x, torch.device("cpu"))  # type: ignore[union-attr]
     row = {"protocol": protocol, "class": klass, "seed": seed, "epochs": epochs, "n_train": len(sp.train), "n_val": len(sp.val),
-           "best_epoch": res.best_epoch, "seconds": round(time.monotonic() - t0, 1)}
+           "best_epoch": res.best_epoch, "range": list(value_range), "seconds": round(time.monotonic() - t0, 1)}
     for kind in ("latent", "recon", "hybrid"):
         spec = ScoreSpec(kind=kind, latent_mean=float(vl.mean()), latent_std=float(vl.std()), recon_mean=float(vr.mean()), recon_std=float(vr.std()))
         val_s = spec.combine(torch.from_numpy(vl), torch.from_numpy(vr)).numpy()
@@ -52,6 +53,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-train-images", type=int, default=4000)
     ap.add_argument("--max-val-images", type=int, default=2000)
+    # one model serves all three score kinds, so one range: train's default for its default (latent) score
+    ap.add_argument("--input-low", type=float, default=default_value_range("latent")[0])
+    ap.add_argument("--input-high", type=float, default=default_value_range("latent")[1])
     ap.add_argument("--out", type=Path, default=Path("runs/table.jsonl"))
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,7 @@ def main() -> None:
             for k in (int(c) for c in a.classes.split(",")):
                 if any(d[:4] == (protocol, k, seed, a.epochs) for d in done):
                     continue
-                row = one(a.data_dir, protocol, k, seed, a.epochs, a.max_train_images, a.max_val_images)
+                row = one(a.data_dir, protocol, k, seed, a.epochs, a.max_train_images, a.max_val_images, (a.input_low, a.input_high))
                 with a.out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)

@@ -37,6 +37,7 @@ def test_train_and_evaluate_on_folders(folders: Path, tmp_path: Path, capsys: py
                  "--log-level", "warning"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data"]["n_train"] + manifest["data"]["n_val"] == 160 and manifest["score"]["kind"] == "recon"
+    assert manifest["input"]["value_range"] == [-1.0, 1.0]  # the Tanh range is the default for the recon score
     capsys.readouterr()
     report = tmp_path / "r" / "report.json"
     assert main(["evaluate", "--model", str(out), "--dataset", "folder", "--folder", str(folders / "test"), "--report", str(report),
@@ -52,12 +53,25 @@ def test_train_and_evaluate_on_folders(folders: Path, tmp_path: Path, capsys: py
 
 
 @pytest.mark.parametrize(
+    ("extra", "value_range"),
+    [([], [-0.4242, 2.8215]), (["--input-low", "-1", "--input-high", "1"], [-1.0, 1.0]), (["--input-high", "1.5"], [-0.4242, 1.5])],
+)
+def test_latent_models_default_to_the_mnist_style_input_range(folders: Path, tmp_path: Path, extra: list[str], value_range: list[float]) -> None:
+    out = tmp_path / "model"
+    assert main(["train", "--dataset", "folder", "--folder", str(folders / "train"), "--epochs", "1", "--batch-size", "32", "--ngf", "8",
+                 "--nz", "16", "--out", str(out), "--device", "cpu", "--log-level", "warning", "--no-evaluate-test", *extra]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["score"]["kind"] == "latent" and manifest["input"]["value_range"] == value_range
+
+
+@pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["evaluate", "--model", "/nonexistent"], "is not a directory"),
         (["train", "--out", "/tmp/x", "--data-dir", "/nonexistent"], "no train-images-idx3-ubyte"),
         (["train", "--out", "/tmp/x", "--epochs", "zero"], "invalid settings: epochs"),
         (["train", "--out", "/tmp/x", "--protocol", "sideways"], "invalid settings: protocol"),
+        (["train", "--out", "/tmp/x", "--input-low", "1", "--input-high", "1"], "must be above --input-low"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from worker.artifact import save_artifact
 from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, resolve_device
 from worker.data.datasets import Protocol, Splits, folder_splits, idx_splits
-from worker.data.images import InputSpec
+from worker.data.images import InputSpec, default_value_range
 from worker.errors import UserError
 from worker.model import GanomalyConfig, Scorer
 from worker.training.fit import EpochStats, SelectBy, TrainConfig, clear_resume_state, fit, score_tensor
@@ -50,8 +50,8 @@ class TrainSettings(BaseSettings):
     score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights (0: off)")
     swa_start: int = Field(0, ge=0, description="from this epoch on, ship the average of the generator's epoch-end weights (stochastic weight averaging, BatchNorm statistics recomputed on training normals; 0: off)")
-    input_low: float = Field(-1.0, description="pixel value 0 maps to this (the Tanh range by default)")
-    input_high: float = Field(1.0, description="pixel value 255 maps to this (MNIST-style mean/std normalisation: -0.4242, 2.8215)")
+    input_low: float | None = Field(None, description="pixel value 0 maps to this (default: -0.4242 for the latent score, MNIST-style mean/std; -1 for recon and hybrid)")
+    input_high: float | None = Field(None, description="pixel value 255 maps to this (default: 2.8215 for the latent score; 1 for recon and hybrid)")
     isize: int = Field(32, ge=16, multiple_of=16)
     channels: int = Field(1, description="1 or 3")
     nz: int = Field(100, ge=1)
@@ -82,7 +82,12 @@ def run(s: TrainSettings) -> dict[str, Any]:
 
     device = resolve_device(s.device)
     mcfg = GanomalyConfig(isize=s.isize, nc=s.channels, nz=s.nz, ngf=s.ngf, extra_layers=s.extra_layers)
-    spec = InputSpec(isize=s.isize, channels=s.channels, value_range=(s.input_low, s.input_high))
+    low, high = default_value_range(s.score)
+    low, high = (low if s.input_low is None else s.input_low), (high if s.input_high is None else s.input_high)
+    if not high > low:
+        msg = f"--input-high ({high}) must be above --input-low ({low})"
+        raise UserError(msg)
+    spec = InputSpec(isize=s.isize, channels=s.channels, value_range=(low, high))
     t0 = time.monotonic()
     splits = load_splits(s, spec)
     log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))
