@@ -29,7 +29,7 @@ ANOMALY_DIRS = {"anomaly", "abnormal", "1.abnormal", "defect", "bad"}
 
 @dataclass
 class LabelledImages:
-    """``x``: N×C×H×W float32 in [-1, 1]; ``y``: N int64 (1 = anomaly); ``ids``: per-image names."""
+    """``x``: N×C×H×W float32 in the spec's value range; ``y``: N int64 (1 = anomaly); ``ids``: per-image names."""
 
     x: torch.Tensor
     y: np.ndarray

@@ -76,7 +76,7 @@ _BANDS_FOR = {1: "L", 3: "RGB"}
 
 
 def array_to_input(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """uint8 ``H×W`` or ``H×W×C`` (C matching the spec) -> float32 ``C×isize×isize`` in [-1, 1].
+    """uint8 ``H×W`` or ``H×W×C`` (C matching the spec) -> float32 ``C×isize×isize`` in the spec's value range (pixel 0 -> low, 255 -> high).
 
     Resizing goes through PIL here for every source (IDX arrays and encoded bytes
     alike) so that a PNG of a dataset image scores exactly like the array.

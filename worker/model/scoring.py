@@ -91,7 +91,7 @@ class Scorer:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def score(self, images: torch.Tensor, *, with_recon: bool = False) -> ScoreBatch:
-        """Score ``B×C×H×W`` images in [-1, 1]; moves them to the device (non-blocking from pinned memory)."""
+        """Score ``B×C×H×W`` images in the model's input value range; moves them to the device (non-blocking from pinned memory)."""
         with torch.inference_mode():
             x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with self._autocast():
