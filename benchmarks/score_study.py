@@ -33,11 +33,12 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
+from torch.optim.swa_utils import AveragedModel
 
 from worker.data.datasets import idx_splits
 from worker.data.images import InputSpec
 from worker.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
-from worker.training.fit import seed_everything, train_step
+from worker.training.fit import seed_everything, train_step, with_recomputed_bn
 
 
 @torch.inference_mode()
@@ -69,23 +70,6 @@ def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, np
     return out
 
 
-@torch.no_grad()
-def precise_bn(g: Generator, x: torch.Tensor, bs: int = 64) -> Generator:
-    """A copy of ``g`` whose BatchNorm running statistics are the average over ``x`` (train-mode batches of ``bs``)."""
-    import copy
-
-    pg = copy.deepcopy(g).train()
-    bns = [m for m in pg.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average = plain mean over batches
-    for i in range(0, len(x) - bs + 1, bs):
-        pg(x[i : i + bs])
-    for m in bns:
-        m.momentum = 0.1
-    return pg.eval()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
@@ -113,7 +97,8 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     nb = len(sp.train.x) // 64
     snaps: list[np.ndarray] = []
-    weights: list[dict[str, torch.Tensor]] = []
+    swa = AveragedModel(g)
+    cpu = torch.device("cpu")
     for epoch in range(1, a.epochs + 1):
         t0 = time.monotonic()
         perm = torch.randperm(len(sp.train.x), generator=rng)
@@ -121,7 +106,7 @@ def main() -> None:
             train_step(g, d, opt_g, opt_d, gl, dl, sp.train.x[perm[b * 64 : (b + 1) * 64]])
         ref, val, test = (features(g, d, x) for x in (ref_x, sp.val.x, sp.test.x))
         vs, ts = scores(val, ref), scores(test, ref)
-        pg = precise_bn(g, ref_x)
+        pg = with_recomputed_bn(g, ref_x, cpu, 64)
         pref, pval, ptest = (features(pg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
         pvs, pts = scores(pval, pref), scores(ptest, pref)
         for k in ("latent", "recon", "latent_w"):
@@ -130,12 +115,8 @@ def main() -> None:
         snaps.append((pts["latent"] - mu) / sd)
         ts["ens_latent"] = np.mean(snaps, axis=0)
         ts["ens2_latent"] = np.mean(snaps[-2:], axis=0)
-        weights.append({k: v.detach().clone() for k, v in g.state_dict().items()})
-        avg = {k: (torch.stack([w[k].float() for w in weights]).mean(0).to(v.dtype) if v.is_floating_point() else v)
-               for k, v in weights[-1].items()}
-        sg = Generator(cfg)
-        sg.load_state_dict(avg)
-        sg = precise_bn(sg, ref_x)
+        swa.update_parameters(g)
+        sg = with_recomputed_bn(swa.module, ref_x, cpu, 64)
         sref, sval, stest = (features(sg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
         svs, sts = scores(sval, sref), scores(stest, sref)
         for k in ("latent", "recon"):

@@ -50,7 +50,7 @@ class InputSpec:
 
     isize: int = 32
     channels: int = 1
-    value_range: tuple[float, float] = (-1.0, 1.0)
+    value_range: tuple[float, float] = TANH_RANGE
     resize: str = "bilinear-stretch"  # resize to isize x isize with PIL bilinear, no crop
 
     def to_dict(self) -> dict[str, Any]:

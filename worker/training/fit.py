@@ -146,16 +146,14 @@ def validate(generator: Generator, x: torch.Tensor, device: torch.device, batch_
     return torch.cat(scores).numpy(), torch.cat(recons).numpy()
 
 
-def swa_generator(swa: AveragedModel, template: Generator, train_x: torch.Tensor, device: torch.device,
-                  batch_size: int, max_images: int = 4096) -> Generator:
-    """The averaged generator with BatchNorm statistics recomputed on (up to ``max_images``) training normals.
+def with_recomputed_bn(generator: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int, max_images: int = 4096) -> Generator:
+    """A copy of ``generator`` in eval mode whose BatchNorm statistics are a plain mean over (up to
+    ``max_images``) images of ``x`` in train-mode batches of ``batch_size``.
 
-    Averaged weights do not match any network's running statistics, so they are
-    re-estimated as a plain mean over train-mode batches of the training batch size.
+    Averaged weights (SWA) match no network's running statistics, so those must be re-estimated.
     """
-    g = copy.deepcopy(template)
-    g.load_state_dict(swa.module.state_dict())
-    xs = train_x[:max_images]
+    g = copy.deepcopy(generator)
+    xs = x[:max_images]
     update_bn((xs[i : i + batch_size] for i in range(0, len(xs) - batch_size + 1, batch_size)), g, device=device)
     return g.eval()
 
@@ -181,6 +179,9 @@ def fit(
     if len(train_x) < cfg.batch_size:
         msg = f"{len(train_x)} training images is fewer than one batch of {cfg.batch_size}"
         raise ValueError(msg)
+    if cfg.ema_decay > 0 and cfg.swa_start > 0:
+        msg = "choose one of ema_decay and swa_start"
+        raise ValueError(msg)
     gen_rng = seed_everything(cfg.seed)
     netg = init_generator if init_generator is not None else Generator(model_config)
     netg = netg.to(device).train()
@@ -192,8 +193,7 @@ def fit(
     history: list[EpochStats] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start_epoch = 0
-    st: dict[str, Any] = {}
-    st_ema = None
+    st: dict[str, Any] = {}  # the resume state, empty when starting afresh
     state_path = _state_path(out_dir) if out_dir is not None else None
     if resume and state_path is not None and state_path.exists():
         # weights_only=True: the resume file holds tensors and plain containers only; nothing is unpickled.
@@ -205,16 +205,12 @@ def fit(
         gen_rng.set_state(st["rng"])
         start_epoch = int(st["epoch"])
         history = [EpochStats(**h) for h in st["history"]]
-        st_ema = st.get("ema")
         if st.get("best_state") is not None:
             best = (float(st["best_value"]), int(st["best_epoch"]), st["best_state"])
 
     ema = copy.deepcopy(netg).eval() if cfg.ema_decay > 0 else None
-    if ema is not None and resume and st_ema is not None:
-        ema.load_state_dict(st_ema)
-    if cfg.ema_decay > 0 and cfg.swa_start > 0:
-        msg = "choose one of ema_decay and swa_start"
-        raise ValueError(msg)
+    if ema is not None and st.get("ema") is not None:
+        ema.load_state_dict(st["ema"])
     swa = AveragedModel(netg) if cfg.swa_start > 0 else None
     if swa is not None and st.get("swa") is not None:
         swa.load_state_dict(st["swa"])
@@ -245,7 +241,7 @@ def fit(
         shipped: nn.Module = ema if ema is not None else netg
         if swa is not None and epoch + 1 >= cfg.swa_start:
             swa.update_parameters(netg)
-            shipped = swa_generator(swa, netg, train_x, device, cfg.batch_size)
+            shipped = with_recomputed_bn(swa.module, train_x, device, cfg.batch_size)
         scores, recons = validate(shipped, val_x, device)
         stats = EpochStats(
             epoch=epoch + 1,
