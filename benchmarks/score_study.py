@@ -18,6 +18,12 @@ Candidate scores (statistics from training normals only, never the test set):
 - swa_latent: the latent score of one generator whose weights are the average of the epoch-end
             weights so far (stochastic weight averaging), with precise BatchNorm
 - ens_latent: the mean of the standardised latent scores of this and the previous epochs' snapshots
+- tta_latent: the latent score averaged over the image and its left-right mirror image
+
+With ``--lean`` only latent and recon are computed (faster). Every row also carries, under
+"pseudo", the AUROC of the latent and recon scores for held-out normals against
+pseudo-anomalies made from them (worker.training.pseudo_anomalies): validation-only
+signals whose agreement with the test AUROC across epochs is what the study checks.
 
     python benchmarks/score_study.py --protocol leave-one-out --class 2 --epochs 5 --max-train-images 12000 --out runs/study-2.jsonl
 """
@@ -39,6 +45,7 @@ from worker.data.datasets import idx_splits
 from worker.data.images import InputSpec
 from worker.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
 from worker.training.fit import seed_everything, train_step, with_recomputed_bn
+from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
 
 
 @torch.inference_mode()
@@ -60,8 +67,10 @@ def features(g: Generator, d: Discriminator, x: torch.Tensor, bs: int = 500) -> 
     return {k: torch.cat(v).numpy().astype(np.float64) for k, v in out.items()}
 
 
-def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = False) -> dict[str, np.ndarray]:
     dz = (f["z"] - f["zh"]) ** 2
+    if lean:
+        return {"latent": dz.mean(1), "recon": f["recon"]}
     dref = ((ref["z"] - ref["zh"]) ** 2).mean(0)
     out = {"latent": dz.mean(1), "recon": f["recon"], "latent_w": (dz / np.maximum(dref, 1e-12)).mean(1), "feat": f["feat"]}
     for name in ("z", "zh"):
@@ -81,6 +90,10 @@ def main() -> None:
     ap.add_argument("--input-low", type=float, default=-1.0)
     ap.add_argument("--input-high", type=float, default=1.0)
     ap.add_argument("--ref-images", type=int, default=4000, help="training normals used for the score statistics")
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--cosine", action="store_true", help="cosine-decay both learning rates to zero over the run")
+    ap.add_argument("--lean", action="store_true", help="latent and recon only (no Mahalanobis, precise BN, SWA, ensemble)")
+    ap.add_argument("--pseudo-images", type=int, default=2000, help="held-out normals turned into pseudo-anomalies")
     ap.add_argument("--out", type=Path, default=Path("runs/study.jsonl"))
     a = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -90,12 +103,15 @@ def main() -> None:
     rng = seed_everything(a.seed)
     cfg = GanomalyConfig()
     g, d = Generator(cfg), Discriminator(cfg)
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=a.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=a.lr, betas=(0.5, 0.999))
     gl, dl = GeneratorLoss(1.0, 50.0, 1.0), DiscriminatorLoss()
     ref_x = sp.train.x[torch.randperm(len(sp.train.x), generator=torch.Generator().manual_seed(1))[: a.ref_images]]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     nb = len(sp.train.x) // 64
+    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=nb * a.epochs) for o in (opt_g, opt_d)] if a.cosine else []
+    pseudo_base = sp.val.x[: a.pseudo_images]
+    pseudo = make_pseudo_anomalies(pseudo_base, a.input_low, tuple(TRANSFORMS), seed=a.seed) if a.pseudo_images else {}
     snaps: list[np.ndarray] = []
     swa = AveragedModel(g)
     cpu = torch.device("cpu")
@@ -104,8 +120,30 @@ def main() -> None:
         perm = torch.randperm(len(sp.train.x), generator=rng)
         for b in range(nb):
             train_step(g, d, opt_g, opt_d, gl, dl, sp.train.x[perm[b * 64 : (b + 1) * 64]])
+            for sc in scheds:
+                sc.step()
         ref, val, test = (features(g, d, x) for x in (ref_x, sp.val.x, sp.test.x))
-        vs, ts = scores(val, ref), scores(test, ref)
+        vs, ts = scores(val, ref, a.lean), scores(test, ref, a.lean)
+        # test-time augmentation: the latent score averaged over the image and its mirror image
+        ts["tta_latent"] = (ts["latent"] + scores(features(g, d, torch.flip(sp.test.x, dims=[-1])), ref, True)["latent"]) / 2
+        base = scores(features(g, d, pseudo_base), ref, True) if pseudo else {}
+        pseudo_auroc: dict[str, dict[str, float]] = {}
+        for name, px in pseudo.items():
+            ps = scores(features(g, d, px), ref, True)
+            pseudo_auroc[name] = {
+                k: round(float(roc_auc_score(np.r_[np.zeros(len(base[k])), np.ones(len(ps[k]))], np.r_[base[k], ps[k]])), 4)
+                for k in ("latent", "recon")
+            }
+        if a.lean:
+            row = {"protocol": a.protocol, "class": a.klass, "seed": a.seed, "epoch": epoch, "range": [a.input_low, a.input_high],
+                   "lr": a.lr, "cosine": a.cosine, "seconds": round(time.monotonic() - t0, 1),
+                   "test_auroc": {k: round(float(roc_auc_score(sp.test.y, v)), 4) for k, v in ts.items()},
+                   "val": {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean())},
+                   "pseudo": pseudo_auroc}
+            with a.out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+            continue
         pg = with_recomputed_bn(g, ref_x, cpu, 64)
         pref, pval, ptest = (features(pg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
         pvs, pts = scores(pval, pref), scores(ptest, pref)
@@ -127,7 +165,8 @@ def main() -> None:
                # validation-only statistics (candidates for selection rules)
                "val": {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean()), "feat": float(vs["feat"].mean()),
                        "latent_cv": float(vs["latent"].std() / max(vs["latent"].mean(), 1e-12)),
-                       "pbn_recon": float(pval["recon"].mean()), "pbn_latent": float(pvs["latent"].mean())}}
+                       "pbn_recon": float(pval["recon"].mean()), "pbn_latent": float(pvs["latent"].mean())},
+               "pseudo": pseudo_auroc}
         with a.out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
