@@ -18,7 +18,7 @@ selection rule can measure it the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -49,29 +49,31 @@ def blend(x: torch.Tensor, low: float, rng: torch.Generator) -> torch.Tensor:
     return 0.5 * (x + x[torch.randperm(len(x), generator=rng)])
 
 
-def cutpaste(x: torch.Tensor, low: float, rng: torch.Generator) -> torch.Tensor:
-    """A patch (a quarter to a half of the side) copied to another place in the same image (CutPaste, Li et al. 2021)."""
+def _squares(x: torch.Tensor, rng: torch.Generator, corners: int) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """Per image: (index, side, ``corners`` top-left corners where a square of that side fits).
+
+    The side is a quarter to a half of the image's height.
+    """
     n, _, hh, ww = x.shape
-    out = x.clone()
     side = torch.randint(hh // 4, hh // 2 + 1, (n,), generator=rng)
     for i in range(n):
         s = int(side[i])
-        sy, sx, dy, dx = (int(v) for v in torch.randint(0, hh - s + 1, (4,), generator=rng))
-        dx = min(dx, ww - s)
-        sx = min(sx, ww - s)
+        v = [int(c) for c in torch.randint(0, hh - s + 1, (2 * corners,), generator=rng)]
+        yield i, s, [(v[2 * k], min(v[2 * k + 1], ww - s)) for k in range(corners)]
+
+
+def cutpaste(x: torch.Tensor, low: float, rng: torch.Generator) -> torch.Tensor:
+    """A patch copied to another place in the same image (CutPaste, Li et al. 2021)."""
+    out = x.clone()
+    for i, s, ((sy, sx), (dy, dx)) in _squares(x, rng, 2):
         out[i, :, dy : dy + s, dx : dx + s] = x[i, :, sy : sy + s, sx : sx + s]
     return out
 
 
 def erase(x: torch.Tensor, low: float, rng: torch.Generator) -> torch.Tensor:
-    """A patch (a quarter to a half of the side) set to background: a missing part."""
-    n, _, hh, ww = x.shape
+    """A patch set to background: a missing part."""
     out = x.clone()
-    side = torch.randint(hh // 4, hh // 2 + 1, (n,), generator=rng)
-    for i in range(n):
-        s = int(side[i])
-        y, xx = (int(v) for v in torch.randint(0, hh - s + 1, (2,), generator=rng))
-        xx = min(xx, ww - s)
+    for i, s, ((y, xx),) in _squares(x, rng, 1):
         out[i, :, y : y + s, xx : xx + s] = low
     return out
 
