@@ -134,43 +134,33 @@ def main() -> None:
                 k: round(float(roc_auc_score(np.r_[np.zeros(len(base[k])), np.ones(len(ps[k]))], np.r_[base[k], ps[k]])), 4)
                 for k in ("latent", "recon")
             }
-        if a.lean:
-            row = {"protocol": a.protocol, "class": a.klass, "seed": a.seed, "epoch": epoch, "range": [a.input_low, a.input_high],
-                   "lr": a.lr, "cosine": a.cosine, "seconds": round(time.monotonic() - t0, 1),
-                   "test_auroc": {k: round(float(roc_auc_score(sp.test.y, v)), 4) for k, v in ts.items()},
-                   "val": {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean())},
-                   "pseudo": pseudo_auroc}
-            with a.out.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            print(json.dumps(row), flush=True)
-            continue
-        pg = with_recomputed_bn(g, ref_x, cpu, 64)
-        pref, pval, ptest = (features(pg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
-        pvs, pts = scores(pval, pref), scores(ptest, pref)
-        for k in ("latent", "recon", "latent_w"):
-            vs[f"pbn_{k}"], ts[f"pbn_{k}"] = pvs[k], pts[k]
-        mu, sd = pvs["latent"].mean(), pvs["latent"].std()
-        snaps.append((pts["latent"] - mu) / sd)
-        ts["ens_latent"] = np.mean(snaps, axis=0)
-        ts["ens2_latent"] = np.mean(snaps[-2:], axis=0)
-        swa.update_parameters(g)
-        sg = with_recomputed_bn(swa.module, ref_x, cpu, 64)
-        sref, sval, stest = (features(sg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
-        svs, sts = scores(sval, sref), scores(stest, sref)
-        for k in ("latent", "recon"):
-            vs[f"swa_{k}"], ts[f"swa_{k}"] = svs[k], sts[k]
+        val_stats = {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean())}
+        if not a.lean:
+            pg = with_recomputed_bn(g, ref_x, cpu, 64)
+            pref, pval, ptest = (features(pg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
+            pvs, pts = scores(pval, pref), scores(ptest, pref)
+            for k in ("latent", "recon", "latent_w"):
+                vs[f"pbn_{k}"], ts[f"pbn_{k}"] = pvs[k], pts[k]
+            mu, sd = pvs["latent"].mean(), pvs["latent"].std()
+            snaps.append((pts["latent"] - mu) / sd)
+            ts["ens_latent"] = np.mean(snaps, axis=0)
+            ts["ens2_latent"] = np.mean(snaps[-2:], axis=0)
+            swa.update_parameters(g)
+            sg = with_recomputed_bn(swa.module, ref_x, cpu, 64)
+            sref, sval, stest = (features(sg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
+            svs, sts = scores(sval, sref), scores(stest, sref)
+            for k in ("latent", "recon"):
+                vs[f"swa_{k}"], ts[f"swa_{k}"] = svs[k], sts[k]
+            val_stats |= {"feat": float(vs["feat"].mean()), "latent_cv": float(vs["latent"].std() / max(vs["latent"].mean(), 1e-12)),
+                          "pbn_recon": float(pval["recon"].mean()), "pbn_latent": float(pvs["latent"].mean())}
         row = {"protocol": a.protocol, "class": a.klass, "seed": a.seed, "epoch": epoch, "range": [a.input_low, a.input_high],
-               "seconds": round(time.monotonic() - t0, 1),
+               "lr": a.lr, "cosine": a.cosine, "seconds": round(time.monotonic() - t0, 1),
                "test_auroc": {k: round(float(roc_auc_score(sp.test.y, v)), 4) for k, v in ts.items()},
-               # validation-only statistics (candidates for selection rules)
-               "val": {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean()), "feat": float(vs["feat"].mean()),
-                       "latent_cv": float(vs["latent"].std() / max(vs["latent"].mean(), 1e-12)),
-                       "pbn_recon": float(pval["recon"].mean()), "pbn_latent": float(pvs["latent"].mean())},
+               "val": val_stats,  # validation-only statistics (candidates for selection rules)
                "pseudo": pseudo_auroc}
         with a.out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
-
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
