@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from worker.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
@@ -16,12 +17,14 @@ def test_one_training_step_lowers_contextual_loss_on_a_fixed_batch() -> None:
     assert after < before
 
 
-def test_fit_selects_on_validation_and_calibrates() -> None:
+@pytest.mark.parametrize(("select_by", "stat"), [("val_latent", "val_score_mean"), ("val_recon", "val_recon"), ("val_loss", "val_loss")])
+def test_fit_selects_on_validation_and_calibrates(select_by: str, stat: str) -> None:
     torch.manual_seed(0)
     x = torch.rand(64, 1, 16, 16) * 2 - 1
-    res = fit(GanomalyConfig(isize=16, nz=8, ngf=8), TrainConfig(epochs=2, batch_size=16, target_fpr=0.1), x, x[:20], device=torch.device("cpu"))
-    assert len(res.history) == 2
-    best = min(res.history, key=lambda h: h.val_recon)
+    cfg = TrainConfig(epochs=3, batch_size=16, target_fpr=0.1, select_by=select_by)  # type: ignore[arg-type]
+    res = fit(GanomalyConfig(isize=16, nz=8, ngf=8), cfg, x, x[:20], device=torch.device("cpu"))
+    assert len(res.history) == 3
+    best = min(res.history, key=lambda h: getattr(h, stat))
     assert res.best_epoch == best.epoch
     assert res.calibration.n == 20
     assert next(res.generator.parameters()).device.type == "cpu"

@@ -1,0 +1,57 @@
+"""Replay epoch-selection rules over score-study rows (a development tool).
+
+Every row of ``score_study.py`` holds one epoch's validation-only statistics ("val") and its
+test AUROCs (diagnostics). For each run (class, seed, range, lr, schedule) in the given files,
+this prints the epoch each rule would ship and that epoch's latent test AUROC, so a proposed
+rule can be compared with the shipped one (val_recon) on development classes before anyone
+looks at the class whose number is reported.
+
+    python benchmarks/selection_rules.py benchmarks/results/score-study-loo-dev-12k5.jsonl benchmarks/results/score-study-seed1-12k5.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+# rule name -> the validation statistic it minimises (the names fit.py's --select-by uses)
+RULES = {"val_recon": "recon", "val_latent": "latent"}
+BASELINE = "val_recon"
+
+
+def runs(paths: list[Path]) -> dict[tuple, dict[int, dict]]:
+    out: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for path in paths:
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            key = (path.name, r["protocol"], r["class"], r["seed"], tuple(r["range"]), r.get("lr"), r.get("cosine"))
+            out[key][r["epoch"]] = r
+    return out
+
+
+def main(paths: list[Path]) -> None:
+    diffs: dict[str, list[float]] = defaultdict(list)
+    for key, epochs in runs(paths).items():
+        if len(epochs) < max(epochs):  # an interrupted run: its rules would pick among fewer epochs
+            continue
+        picked = {}
+        for rule, stat in RULES.items():
+            e = min(epochs, key=lambda ep, s=stat: (epochs[ep]["val"][s], -ep))  # ties: the later epoch, as fit does
+            picked[rule] = (e, epochs[e]["test_auroc"]["latent"])
+        base = picked[BASELINE][1]
+        for rule in RULES:
+            diffs[rule].append(picked[rule][1] - base)
+        cells = "  ".join(f"{rule} e{e} {auc:.3f}" for rule, (e, auc) in picked.items())
+        print(f"{key[0]:<40} class {key[2]} seed {key[3]} range {list(key[4])} lr {key[5]} cosine {key[6]}:  {cells}")
+    for rule, d in diffs.items():
+        if rule == BASELINE or not d:
+            continue
+        print(f"{rule} vs {BASELINE}: {len(d)} runs, mean difference {statistics.mean(d):+.4f}, "
+              f"higher in {sum(x > 0 for x in d)}, lower in {sum(x < 0 for x in d)}, same epoch or AUROC in {sum(x == 0 for x in d)}")
+
+
+if __name__ == "__main__":
+    main([Path(p) for p in sys.argv[1:]])
