@@ -11,9 +11,9 @@ looks at the class whose number is reported.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,10 +32,11 @@ def runs(paths: list[Path]) -> dict[tuple, dict[int, dict]]:
     return out
 
 
-def main(paths: list[Path]) -> None:
+def main(paths: list[Path], n_epochs: int) -> None:
     diffs: dict[str, list[float]] = defaultdict(list)
     for key, epochs in runs(paths).items():
-        if len(epochs) < max(epochs):  # an interrupted run: its rules would pick among fewer epochs
+        if sorted(epochs) != list(range(1, n_epochs + 1)):  # unfinished (or longer) runs: their rules would pick among other epochs
+            print(f"{key[0]:<40} class {key[2]} seed {key[3]}: skipped, epochs {sorted(epochs)}")
             continue
         picked = {}
         for rule, stat in RULES.items():
@@ -54,4 +55,8 @@ def main(paths: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    main([Path(p) for p in sys.argv[1:]])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("rows", type=Path, nargs="+", help="score_study.py output files")
+    ap.add_argument("--epochs", type=int, default=5, help="the runs' length; shorter (unfinished) runs are skipped")
+    a = ap.parse_args()
+    main(a.rows, a.epochs)
