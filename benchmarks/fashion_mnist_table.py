@@ -23,18 +23,20 @@ from worker.data.datasets import idx_splits
 from worker.data.images import InputSpec, default_value_range
 from worker.evaluation.metrics import detection_metrics
 from worker.model import GanomalyConfig, ScoreSpec, calibrate
-from worker.training.fit import TrainConfig, fit, validate
+from worker.training.fit import TrainConfig, default_select_by, fit, validate
 
 
-def one(data_dir: Path, protocol: str, klass: int, seed: int, epochs: int, max_train: int, max_val: int, value_range: tuple[float, float]) -> dict:
+def one(data_dir: Path, protocol: str, klass: int, seed: int, epochs: int, max_train: int, max_val: int, value_range: tuple[float, float],
+        select_by: str) -> dict:
     t0 = time.monotonic()
     spec = InputSpec(value_range=value_range)
     sp = idx_splits(data_dir, protocol, klass, spec, max_train_images=max_train, max_val_images=max_val, seed=seed)  # type: ignore[arg-type]
-    res = fit(GanomalyConfig(), TrainConfig(epochs=epochs, seed=seed), sp.train.x, sp.val.x, device=torch.device("cpu"))
+    cfg = TrainConfig(epochs=epochs, seed=seed, select_by=select_by)  # type: ignore[arg-type]
+    res = fit(GanomalyConfig(), cfg, sp.train.x, sp.val.x, device=torch.device("cpu"))
     vl, vr = validate(res.generator, sp.val.x, torch.device("cpu"))
     tl, tr = validate(res.generator, sp.test.x, torch.device("cpu"))  # type: ignore[union-attr]
     row = {"protocol": protocol, "class": klass, "seed": seed, "epochs": epochs, "n_train": len(sp.train), "n_val": len(sp.val),
-           "best_epoch": res.best_epoch, "range": list(value_range), "seconds": round(time.monotonic() - t0, 1)}
+           "best_epoch": res.best_epoch, "select_by": select_by, "range": list(value_range), "seconds": round(time.monotonic() - t0, 1)}
     for kind in ("latent", "recon", "hybrid"):
         spec = ScoreSpec(kind=kind, latent_mean=float(vl.mean()), latent_std=float(vl.std()), recon_mean=float(vr.mean()), recon_std=float(vr.std()))
         val_s = spec.combine(torch.from_numpy(vl), torch.from_numpy(vr)).numpy()
@@ -56,6 +58,7 @@ def main() -> None:
     # one model serves all three score kinds, so one range: train's default for its default (latent) score
     ap.add_argument("--input-low", type=float, default=default_value_range("latent")[0])
     ap.add_argument("--input-high", type=float, default=default_value_range("latent")[1])
+    ap.add_argument("--select-by", default=default_select_by("latent"), help="epoch selection on held-out normals (train's default for the latent score)")
     ap.add_argument("--out", type=Path, default=Path("runs/table.jsonl"))
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,13 +66,13 @@ def main() -> None:
     if a.out.exists():  # resumable: skip rows already written
         for line in a.out.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["protocol"], r["class"], r["seed"], r["epochs"], r["n_train"]))
+            done.add((r["protocol"], r["class"], r["seed"], r["epochs"], r.get("select_by", "val_recon")))  # older rows: val_recon
     for protocol in a.protocols.split(","):
         for seed in (int(s) for s in a.seeds.split(",")):
             for k in (int(c) for c in a.classes.split(",")):
-                if any(d[:4] == (protocol, k, seed, a.epochs) for d in done):
+                if (protocol, k, seed, a.epochs, a.select_by) in done:
                     continue
-                row = one(a.data_dir, protocol, k, seed, a.epochs, a.max_train_images, a.max_val_images, (a.input_low, a.input_high))
+                row = one(a.data_dir, protocol, k, seed, a.epochs, a.max_train_images, a.max_val_images, (a.input_low, a.input_high), a.select_by)
                 with a.out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
