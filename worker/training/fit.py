@@ -47,9 +47,9 @@ def default_select_by(score_kind: str) -> SelectBy:
     score, i.e. on which normal data look most normal by the very score that ships. On the
     nine development classes of the leave-one-out benchmark at 12,000 images x 5 epochs, two
     seeds each (18 runs), it changed the shipped epoch in 7 runs: test AUROC higher in 5, lower
-    in 2, mean +0.016 over all 18 (README, "The paper's target on class 0"). A weak gain, but
-    the lowest reconstruction error it replaces picks the last epoch almost always and follows
-    nothing the latent score does. The reconstruction-based scores keep that criterion.
+    in 2, mean +0.016 over all 18 (README, "The paper's target on class 0"): a small gain with a
+    large spread. The lowest reconstruction error it replaces keeps falling with training, so it
+    picks the last epoch in almost every run. The reconstruction-based scores keep that criterion.
     """
     return "val_latent" if score_kind == "latent" else "val_recon"
 
