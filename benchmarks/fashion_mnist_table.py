@@ -23,7 +23,7 @@ from worker.data.datasets import idx_splits
 from worker.data.images import InputSpec, default_value_range
 from worker.evaluation.metrics import detection_metrics
 from worker.model import GanomalyConfig, ScoreSpec, calibrate
-from worker.training.fit import TrainConfig, default_select_by, fit, validate
+from worker.training.fit import TrainConfig, fit, validate
 
 
 def one(data_dir: Path, protocol: str, klass: int, seed: int, epochs: int, max_train: int, max_val: int, value_range: tuple[float, float],
@@ -58,7 +58,7 @@ def main() -> None:
     # one model serves all three score kinds, so one range: train's default for its default (latent) score
     ap.add_argument("--input-low", type=float, default=default_value_range("latent")[0])
     ap.add_argument("--input-high", type=float, default=default_value_range("latent")[1])
-    ap.add_argument("--select-by", default=default_select_by("latent"), help="epoch selection on held-out normals (train's default for the latent score)")
+    ap.add_argument("--select-by", default=TrainConfig.select_by, help="epoch selection on held-out normals (train's default)")
     ap.add_argument("--out", type=Path, default=Path("runs/table.jsonl"))
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,6 @@ def test_one_training_step_lowers_contextual_loss_on_a_fixed_batch() -> None:
     assert after < before
 
 
-def test_the_default_selection_follows_the_score_kind() -> None:
-    assert TrainConfig().select_by == "val_latent"
-    assert TrainConfig(score="recon").select_by == "val_recon"
-    assert TrainConfig(score="hybrid").select_by == "val_recon"
-    assert TrainConfig(score="recon", select_by="val_loss").select_by == "val_loss"
-
-
 @pytest.mark.parametrize(("select_by", "stat"), [("val_latent", "val_score_mean"), ("val_recon", "val_recon"), ("val_loss", "val_loss")])
 def test_fit_selects_on_validation_and_calibrates(select_by: str, stat: str) -> None:
     torch.manual_seed(0)

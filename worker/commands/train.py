@@ -46,7 +46,7 @@ class TrainSettings(BaseSettings):
     w_con: float = Field(50.0, ge=0)
     w_enc: float = Field(1.0, ge=0)
     target_fpr: float = Field(0.01, gt=0, lt=1, description="threshold = the (1 - target_fpr) quantile of validation scores")
-    select_by: SelectBy | None = Field(None, description="epoch selection on held-out normals: val_latent, val_recon, val_loss or last (default: val_latent for the latent score, val_recon for recon and hybrid)")
+    select_by: SelectBy = Field("val_recon", description="epoch selection on held-out normals: val_recon, val_latent, val_loss or last")
     score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights (0: off)")
     swa_start: int = Field(0, ge=0, description="from this epoch on, ship the average of the generator's epoch-end weights (stochastic weight averaging, BatchNorm statistics recomputed on training normals; 0: off)")
