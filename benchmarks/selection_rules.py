@@ -15,10 +15,16 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
-# rule name -> the validation statistic it minimises (the names fit.py's --select-by uses)
-RULES = {"val_recon": "recon", "val_latent": "latent"}
+# rule name (as fit.py's --select-by names it) -> the validation statistic it minimises;
+# val_loss is fit's w_con * recon + w_enc * latent with the paper's weights (50, 1)
+RULES: dict[str, Callable[[dict], float]] = {
+    "val_recon": lambda v: v["recon"],
+    "val_latent": lambda v: v["latent"],
+    "val_loss": lambda v: 50.0 * v["recon"] + v["latent"],
+}
 BASELINE = "val_recon"
 
 
@@ -40,7 +46,7 @@ def main(paths: list[Path], n_epochs: int) -> None:
             continue
         picked = {}
         for rule, stat in RULES.items():
-            e = min(epochs, key=lambda ep, s=stat: (epochs[ep]["val"][s], -ep))  # ties: the later epoch, as fit does
+            e = min(epochs, key=lambda ep, f=stat: (f(epochs[ep]["val"]), -ep))  # ties: the later epoch, as fit does
             picked[rule] = (e, epochs[e]["test_auroc"]["latent"])
         base = picked[BASELINE][1]
         for rule in RULES:
