@@ -18,12 +18,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from worker.training.fit import TrainConfig
+
 # rule name (as fit.py's --select-by names it) -> the validation statistic it minimises;
-# val_loss is fit's w_con * recon + w_enc * latent with the paper's weights (50, 1)
+# val_loss is fit's w_con * recon + w_enc * latent, with the default weights the study trains with
 RULES: dict[str, Callable[[dict], float]] = {
     "val_recon": lambda v: v["recon"],
     "val_latent": lambda v: v["latent"],
-    "val_loss": lambda v: 50.0 * v["recon"] + v["latent"],
+    "val_loss": lambda v: TrainConfig.w_con * v["recon"] + TrainConfig.w_enc * v["latent"],
 }
 BASELINE = "val_recon"
 
@@ -45,8 +47,8 @@ def main(paths: list[Path], n_epochs: int) -> None:
             print(f"{key[0]:<40} class {key[2]} seed {key[3]}: skipped, epochs {sorted(epochs)}")
             continue
         picked = {}
-        for rule, stat in RULES.items():
-            e = min(epochs, key=lambda ep, f=stat: (f(epochs[ep]["val"]), -ep))  # ties: the later epoch, as fit does
+        for rule, statistic in RULES.items():
+            e = min(epochs, key=lambda ep, f=statistic: (f(epochs[ep]["val"]), -ep))  # ties: the later epoch, as fit does
             picked[rule] = (e, epochs[e]["test_auroc"]["latent"])
         base = picked[BASELINE][1]
         for rule in RULES:
