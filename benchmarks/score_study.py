@@ -19,8 +19,12 @@ Candidate scores (statistics from training normals only, never the test set):
             weights so far (stochastic weight averaging), with precise BatchNorm
 - ens_latent: the mean of the standardised latent scores of this and the previous epochs' snapshots
 - tta_latent: the latent score averaged over the image and its left-right mirror image
+- latent_rel: ||z - z'||^2 / ||z||^2 (the latent error relative to the code's own size)
+- latent_cos: 1 - cos(z, z')
+- recon_rel: mean |x - G(x)| / mean (x - min x) (the L1 error relative to the image's ink)
+- znorm:     ||z||^2 (a diagnostic: is the anomalous class's code smaller or larger?)
 
-With ``--lean`` only latent and recon are computed (faster). Every row also carries, under
+With ``--lean`` only latent, recon and the four cheap ratios above are computed (faster). Every row also carries, under
 "pseudo", the AUROC of the latent and recon scores for held-out normals against
 pseudo-anomalies made from them (worker.training.pseudo_anomalies): validation-only
 signals whose agreement with the test AUROC across epochs is what the study checks.
@@ -52,7 +56,7 @@ from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
 def features(g: Generator, d: Discriminator, x: torch.Tensor, bs: int = 500) -> dict[str, np.ndarray]:
     g.eval()
     d.eval()
-    out: dict[str, list[torch.Tensor]] = {"z": [], "zh": [], "recon": [], "feat": []}
+    out: dict[str, list[torch.Tensor]] = {"z": [], "zh": [], "recon": [], "feat": [], "ink": []}
     for i in range(0, len(x), bs):
         xb = x[i : i + bs]
         xh, z, zh = g(xb)
@@ -62,6 +66,8 @@ def features(g: Generator, d: Discriminator, x: torch.Tensor, bs: int = 500) -> 
         out["zh"].append(zh.flatten(1))
         out["recon"].append((xb - xh).abs().flatten(1).mean(1))
         out["feat"].append((fr - ff).pow(2).flatten(1).mean(1))
+        # the background is each image's darkest pixel, so this is the mean brightness above it
+        out["ink"].append((xb - xb.flatten(1).amin(1).view(-1, 1, 1, 1)).flatten(1).mean(1))
     g.train()
     d.train()
     return {k: torch.cat(v).numpy().astype(np.float64) for k, v in out.items()}
@@ -69,10 +75,14 @@ def features(g: Generator, d: Discriminator, x: torch.Tensor, bs: int = 500) -> 
 
 def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = False) -> dict[str, np.ndarray]:
     dz = (f["z"] - f["zh"]) ** 2
+    zz = (f["z"] ** 2).sum(1)
+    cos = (f["z"] * f["zh"]).sum(1) / np.maximum(np.sqrt(zz * (f["zh"] ** 2).sum(1)), 1e-12)
+    out = {"latent": dz.mean(1), "recon": f["recon"], "latent_rel": dz.sum(1) / np.maximum(zz, 1e-12),
+           "latent_cos": 1 - cos, "recon_rel": f["recon"] / np.maximum(f["ink"], 1e-12), "znorm": zz}
     if lean:
-        return {"latent": dz.mean(1), "recon": f["recon"]}
+        return out
     dref = ((ref["z"] - ref["zh"]) ** 2).mean(0)
-    out = {"latent": dz.mean(1), "recon": f["recon"], "latent_w": (dz / np.maximum(dref, 1e-12)).mean(1), "feat": f["feat"]}
+    out |= {"latent_w": (dz / np.maximum(dref, 1e-12)).mean(1), "feat": f["feat"]}
     for name in ("z", "zh"):
         lw = LedoitWolf().fit(ref[name])
         out[f"maha_{name}"] = lw.mahalanobis(f[name])
