@@ -53,24 +53,28 @@ from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
 
 
 @torch.inference_mode()
-def features(g: Generator, d: Discriminator, x: torch.Tensor, bs: int = 500) -> dict[str, np.ndarray]:
+def features(g: Generator, d: Discriminator | None, x: torch.Tensor, bs: int = 500) -> dict[str, np.ndarray]:
+    """Per-image codes and errors; ``d=None`` skips the discriminator (the lean scores don't use it)."""
     g.eval()
-    d.eval()
+    if d is not None:
+        d.eval()
     out: dict[str, list[torch.Tensor]] = {"z": [], "zh": [], "recon": [], "feat": [], "ink": []}
     for i in range(0, len(x), bs):
         xb = x[i : i + bs]
         xh, z, zh = g(xb)
-        _, fr = d(xb)
-        _, ff = d(xh)
+        if d is not None:
+            _, fr = d(xb)
+            _, ff = d(xh)
+            out["feat"].append((fr - ff).pow(2).flatten(1).mean(1))
         out["z"].append(z.flatten(1))
         out["zh"].append(zh.flatten(1))
         out["recon"].append((xb - xh).abs().flatten(1).mean(1))
-        out["feat"].append((fr - ff).pow(2).flatten(1).mean(1))
         # the background is each image's darkest pixel, so this is the mean brightness above it
         out["ink"].append((xb - xb.flatten(1).amin(1).view(-1, 1, 1, 1)).flatten(1).mean(1))
     g.train()
-    d.train()
-    return {k: torch.cat(v).numpy().astype(np.float64) for k, v in out.items()}
+    if d is not None:
+        d.train()
+    return {k: torch.cat(v).numpy().astype(np.float64) for k, v in out.items() if v}
 
 
 def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = False) -> dict[str, np.ndarray]:
@@ -135,7 +139,8 @@ def main() -> None:
                 sc.step()
         # the lean scores need no reference statistics, so the lean mode skips that pass
         ref = {} if a.lean else features(g, d, ref_x)
-        val, test = (features(g, d, x) for x in (sp.val.x, sp.test.x))
+        d_or_none = None if a.lean else d
+        val, test = (features(g, d_or_none, x) for x in (sp.val.x, sp.test.x))
         vs, ts = scores(val, ref, a.lean), scores(test, ref, a.lean)
         if not a.no_tta:  # test-time augmentation: the latent score averaged over the image and its mirror image
             ts["tta_latent"] = (ts["latent"] + scores(features(g, d, torch.flip(sp.test.x, dims=[-1])), ref, True)["latent"]) / 2
