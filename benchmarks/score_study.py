@@ -23,6 +23,9 @@ Candidate scores (statistics from training normals only, never the test set):
 - latent_cos: 1 - cos(z, z')
 - recon_rel: mean |x - G(x)| / mean (x - min x) (the L1 error relative to the image's ink)
 - znorm:     ||z||^2 (a diagnostic: is the anomalous class's code smaller or larger?)
+- latent_resid: log latent - (a + b log ||z||^2), with a, b fitted by least squares on
+            this epoch's held-out normals: the latent error relative to what normals with a code
+            of that size show (the ratio scores assume b = 1; this lets the normals say)
 
 With ``--lean`` only latent, recon and the four cheap ratios above are computed (faster). Every row also carries, under
 "pseudo", the AUROC of the latent and recon scores for held-out normals against
@@ -93,6 +96,18 @@ def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = Fa
     return out
 
 
+def latent_residual(val: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals of log latent on log code size, the line fitted on held-out normals only."""
+    def logs(f: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        # ||z||^2 rather than its mean over dimensions: the constant factor only moves the intercept
+        return np.log(np.maximum(f["znorm"], 1e-12)), np.log(np.maximum(f["latent"], 1e-12))
+
+    vx, vy = logs(val)
+    b, a = np.polyfit(vx, vy, 1)
+    tx, ty = logs(test)
+    return vy - (a + b * vx), ty - (a + b * tx)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
@@ -142,6 +157,7 @@ def main() -> None:
         d_or_none = None if a.lean else d
         val, test = (features(g, d_or_none, x) for x in (sp.val.x, sp.test.x))
         vs, ts = scores(val, ref, a.lean), scores(test, ref, a.lean)
+        vs["latent_resid"], ts["latent_resid"] = latent_residual(vs, ts)
         if not a.no_tta:  # test-time augmentation: the latent score averaged over the image and its mirror image
             ts["tta_latent"] = (ts["latent"] + scores(features(g, d, torch.flip(sp.test.x, dims=[-1])), ref, True)["latent"]) / 2
         base = scores(features(g, d, pseudo_base), ref, True) if pseudo else {}
