@@ -29,8 +29,9 @@ Candidate scores (statistics from training normals only, never the test set):
 
 With ``--lean`` only latent, recon and the cheap scores from latent_rel on are computed
 (faster; the discriminator is not run). Every row also carries, under "pseudo", the AUROC
-of the latent and recon scores for held-out normals against pseudo-anomalies made from them (worker.training.pseudo_anomalies): validation-only
-signals whose agreement with the test AUROC across epochs is what the study checks.
+of the latent and recon scores for held-out normals against pseudo-anomalies made from them
+(worker.training.pseudo_anomalies): validation-only signals whose agreement with the test
+AUROC across epochs is what the study checks.
 
     python benchmarks/score_study.py --protocol leave-one-out --class 2 --epochs 5 --max-train-images 12000 --out runs/study-2.jsonl
 """
