@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from worker.data.datasets import idx_splits
 from worker.data.images import InputSpec, default_value_range
 from worker.evaluation.metrics import detection_metrics
 from worker.model import GanomalyConfig, ScoreSpec, calibrate
-from worker.training.fit import TrainConfig, fit, validate
+from worker.training.fit import SelectBy, TrainConfig, fit, validate
 
 
 def one(data_dir: Path, protocol: str, klass: int, seed: int, epochs: int, max_train: int, max_val: int, value_range: tuple[float, float],
@@ -58,7 +59,9 @@ def main() -> None:
     # one model serves all three score kinds, so one range: train's default for its default (latent) score
     ap.add_argument("--input-low", type=float, default=default_value_range("latent")[0])
     ap.add_argument("--input-high", type=float, default=default_value_range("latent")[1])
-    ap.add_argument("--select-by", default=TrainConfig.select_by, help="epoch selection on held-out normals (train's default)")
+    # choices checked here: fit only looks the rule up after a whole epoch of training
+    ap.add_argument("--select-by", default=TrainConfig.select_by, choices=get_args(SelectBy),
+                    help="epoch selection on held-out normals (train's default)")
     ap.add_argument("--out", type=Path, default=Path("runs/table.jsonl"))
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
