@@ -26,6 +26,11 @@ Candidate scores (statistics from training normals only, never the test set):
 - latent_resid: log latent - (a + b log ||z||^2), with a, b fitted by least squares on
             this epoch's held-out normals: the latent error relative to what normals with a code
             of that size show (the ratio scores assume b = 1; this lets the normals say)
+- ema{D}_latent, ema{D}_recon (``--ema D``, repeatable, also with ``--lean``): the scores of a
+            bias-corrected exponential moving average of the generator's weights with decay D
+            (fit's ``update_ema``), BatchNorm re-estimated on the reference normals; it runs beside
+            the trained generator without changing its trajectory, so each row compares the two
+            on the same run
 
 With ``--lean`` only latent, recon and the cheap scores from latent_rel on are computed
 (faster; the discriminator is not run). Every row also carries, under "pseudo", the AUROC
@@ -39,6 +44,7 @@ AUROC across epochs is what the study checks.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -52,7 +58,7 @@ from torch.optim.swa_utils import AveragedModel
 from worker.data.datasets import idx_splits
 from worker.data.images import InputSpec
 from worker.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
-from worker.training.fit import seed_everything, train_step, with_recomputed_bn
+from worker.training.fit import seed_everything, train_step, update_ema, with_recomputed_bn
 from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
 
 
@@ -125,6 +131,7 @@ def main() -> None:
     ap.add_argument("--lean", action="store_true", help="latent and recon only (no Mahalanobis, precise BN, SWA, ensemble)")
     ap.add_argument("--pseudo-images", type=int, default=2000, help="held-out normals turned into pseudo-anomalies")
     ap.add_argument("--no-tta", action="store_true", help="skip the mirror-image row (saves a pass over the test split)")
+    ap.add_argument("--ema", type=float, action="append", default=[], help="also score a moving average of G with this decay")
     ap.add_argument("--out", type=Path, default=Path("runs/study.jsonl"))
     a = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -146,11 +153,14 @@ def main() -> None:
     snaps: list[np.ndarray] = []
     swa = AveragedModel(g)
     cpu = torch.device("cpu")
+    emas = {decay: copy.deepcopy(g) for decay in a.ema}
     for epoch in range(1, a.epochs + 1):
         t0 = time.monotonic()
         perm = torch.randperm(len(sp.train.x), generator=rng)
         for b in range(nb):
             train_step(g, d, opt_g, opt_d, gl, dl, sp.train.x[perm[b * 64 : (b + 1) * 64]])
+            for decay, ema in emas.items():
+                update_ema(ema, g, decay, (epoch - 1) * nb + b + 1)
             for sc in scheds:
                 sc.step()
         # the lean scores need no reference statistics, so the lean mode skips that pass
@@ -170,6 +180,12 @@ def main() -> None:
                 for k in ("latent", "recon")
             }
         val_stats = {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean())}
+        for decay, ema in emas.items():
+            eg = with_recomputed_bn(ema, ref_x, cpu, 64)
+            evs, ets = (scores(features(eg, None, x), {}, True) for x in (sp.val.x, sp.test.x))
+            for k in ("latent", "recon"):
+                ts[f"ema{decay}_{k}"] = ets[k]
+                val_stats[f"ema{decay}_{k}"] = float(evs[k].mean())
         if not a.lean:
             pg = with_recomputed_bn(g, ref_x, cpu, 64)
             pref, pval, ptest = (features(pg, d, x) for x in (ref_x, sp.val.x, sp.test.x))

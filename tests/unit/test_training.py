@@ -51,3 +51,26 @@ def test_swa_ships_the_mean_of_epoch_end_weights_with_recomputed_batchnorm(tmp_p
     resumed = run(2, swa_start=1, out_dir=tmp_path / "m", resume=True)
     for (name, p), q in zip(swa.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, msg=name)
+
+
+def test_ema_is_bias_corrected_and_ships_recomputed_batchnorm() -> None:
+    from worker.training.fit import ema_decay_at, update_ema
+
+    # bias-corrected: the first update takes the weights as they are, later ones weigh step s by decay**(t-s)
+    lin, target = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    ws = [torch.randn(1, 2) for _ in range(3)]
+    for t, w in enumerate(ws, start=1):
+        target.weight.data.copy_(w)
+        update_ema(lin, target, 0.9, step=t)
+        if t == 1:
+            torch.testing.assert_close(lin.weight.data, ws[0])
+    torch.testing.assert_close(lin.weight.data, (0.81 * ws[0] + 0.9 * ws[1] + ws[2]) / 2.71)
+    assert ema_decay_at(0.99, 10_000) == pytest.approx(0.99)
+
+    x = torch.rand(64, 1, 16, 16) * 2 - 1
+    mcfg = GanomalyConfig(isize=16, nz=8, ngf=8)
+    plain = fit(mcfg, TrainConfig(epochs=1, batch_size=16, select_by="last"), x, x[:16], device=torch.device("cpu")).generator
+    ema = fit(mcfg, TrainConfig(epochs=1, batch_size=16, select_by="last", ema_decay=0.5), x, x[:16], device=torch.device("cpu")).generator
+    assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), ema.parameters(), strict=True))
+    bns = [m for m in ema.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(int(m.num_batches_tracked) == 4 for m in bns)  # a plain mean over the 4 batches

@@ -48,7 +48,7 @@ class TrainSettings(BaseSettings):
     target_fpr: float = Field(0.01, gt=0, lt=1, description="threshold = the (1 - target_fpr) quantile of validation scores")
     select_by: SelectBy = Field("val_recon", description="epoch selection on held-out normals: val_recon, val_latent, val_loss or last")
     score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
-    ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights (0: off)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights with this decay (bias-corrected, so the random initial weights drop out), BatchNorm statistics recomputed on training normals (0: off)")
     swa_start: int = Field(0, ge=0, description="from this epoch on, ship the average of the generator's epoch-end weights (stochastic weight averaging, BatchNorm statistics recomputed on training normals; 0: off)")
     input_low: float | None = Field(None, description="pixel value 0 maps to this (default: -0.4242 for the latent score, MNIST-style mean/std; -1 for recon and hybrid)")
     input_high: float | None = Field(None, description="pixel value 255 maps to this (default: 2.8215 for the latent score; 1 for recon and hybrid)")
