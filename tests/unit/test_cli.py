@@ -72,6 +72,8 @@ def test_latent_models_default_to_the_mnist_style_input_range(folders: Path, tmp
         (["train", "--out", "/tmp/x", "--epochs", "zero"], "invalid settings: epochs"),
         (["train", "--out", "/tmp/x", "--protocol", "sideways"], "invalid settings: protocol"),
         (["train", "--out", "/tmp/x", "--input-low", "1", "--input-high", "1"], "must be above --input-low"),
+        (["train", "--out", "/tmp/x", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),
+        (["trainer", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,13 @@ KLASS = Field(0, ge=0, description="the protocol's class K", json_schema_extra={
 DEVICE = Field("auto", description="auto, cpu, cuda or cuda:N")
 
 
+def check_one_weight_average(ema_decay: float, swa_start: int) -> None:
+    """fit ships one kind of averaged weights at most; say so before any data are loaded."""
+    if ema_decay > 0 and swa_start > 0:
+        msg = "choose one of --ema-decay and --swa-start"
+        raise UserError(msg)
+
+
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

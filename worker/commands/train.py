@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
 from worker.artifact import save_artifact
-from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, resolve_device
+from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, check_one_weight_average, resolve_device
 from worker.data.datasets import Protocol, Splits, folder_splits, idx_splits
 from worker.data.images import InputSpec, default_value_range
 from worker.errors import UserError
@@ -80,6 +80,7 @@ def load_splits(s: TrainSettings, spec: InputSpec) -> Splits:
 def run(s: TrainSettings) -> dict[str, Any]:
     from worker.evaluation.metrics import detection_metrics
 
+    check_one_weight_average(s.ema_decay, s.swa_start)
     device = resolve_device(s.device)
     mcfg = GanomalyConfig(isize=s.isize, nc=s.channels, nz=s.nz, ngf=s.ngf, extra_layers=s.extra_layers)
     low, high = default_value_range(s.score)

@@ -34,6 +34,7 @@ class TrainerSettings(BaseSettings):
     lr: float = Field(2e-4, gt=0)
     target_fpr: float = Field(0.01, gt=0, lt=1)
     swa_start: int = Field(0, ge=0, description="as in train: ship the average of the challenger's epoch-end weights from this epoch (0: off)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="as in train: ship a moving average of the challenger's weights with this decay (0: off)")
     seed: int = 0
     fpr_tolerance: float = Field(0.01, ge=0)
     auroc_tolerance: float = Field(0.01, ge=0)
@@ -45,8 +46,10 @@ class TrainerSettings(BaseSettings):
 
 
 def run_trainer(s: TrainerSettings) -> int:
+    from worker.commands.common import check_one_weight_average
     from worker.trainer.job import run_once
 
+    check_one_weight_average(s.ema_decay, s.swa_start)
     if s.every is None:
         print(json.dumps(run_once(s), default=str))
         return 0

@@ -86,7 +86,7 @@ def run_once(s: Any) -> dict[str, Any]:
             if orig is not None:
                 train_x, calib_x = torch.cat([train_x, orig[0]]), torch.cat([calib_x, orig[1]])
         cfg = TrainConfig(epochs=s.epochs, batch_size=min(s.batch_size, max(2, len(train_x))), lr=s.lr, target_fpr=s.target_fpr, seed=s.seed,
-                          swa_start=s.swa_start, score=champion.score_spec.kind)  # the challenger keeps the champion's kind of score
+                          swa_start=s.swa_start, ema_decay=s.ema_decay, score=champion.score_spec.kind)  # the challenger keeps the champion's kind of score
         init = None
         if s.warm_start:
             init = Generator(champion.config)
