@@ -13,7 +13,7 @@ from tests.conftest import FMNIST
 from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic, results_by_id
 from worker.artifact import read_manifest
 from worker.devstack import free_port
-from worker.stream.messages import fingerprint, InputRef
+from worker.stream.messages import InputRef, fingerprint
 
 pytestmark = pytest.mark.integration
 

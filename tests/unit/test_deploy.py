@@ -148,7 +148,7 @@ def test_keda_never_scales_past_the_partitions() -> None:
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.cuda"])
 def test_dockerfiles_copy_files_that_exist(dockerfile: str) -> None:
     text = (ROOT / "deploy" / "docker" / dockerfile).read_text()
-    copies = re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.M)
+    copies = re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.MULTILINE)
     assert copies
     for line in copies:
         for src in line.split():

@@ -44,7 +44,7 @@ def test_swa_ships_the_mean_of_epoch_end_weights_with_recomputed_batchnorm(tmp_p
     bns = [m for m in swa.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     # running statistics re-estimated as a plain mean over the 4 training batches, not carried over
     assert bns and all(int(m.num_batches_tracked) == 4 for m in bns)
-    assert not torch.equal(bns[0].running_mean, w2[[k for k in w2 if k.endswith("running_mean")][0]])
+    assert not torch.equal(bns[0].running_mean, w2[next(k for k in w2 if k.endswith("running_mean"))])
 
     # an interrupted SWA run resumes to exactly the same average
     run(1, swa_start=1, out_dir=tmp_path / "m")

@@ -88,7 +88,7 @@ def idx_splits(
     normal_idx = np.flatnonzero(is_anomaly(labels, protocol, klass) == 0)
     rng = np.random.default_rng(seed)
     normal_idx = rng.permutation(normal_idx)
-    n_val = min(max(1, int(round(len(normal_idx) * val_fraction))), max_val_images)
+    n_val = min(max(1, round(len(normal_idx) * val_fraction)), max_val_images)
     val_idx, train_idx = np.sort(normal_idx[:n_val]), normal_idx[n_val:]
     if max_train_images:
         train_idx = train_idx[:max_train_images]
@@ -166,7 +166,7 @@ def folder_splits(root: Path, spec: InputSpec, *, val_fraction: float = 0.1, see
         msg = f"{root} holds {len(imgs)} readable images; at least 10 are needed to train and calibrate"
         raise UserError(msg)
     perm = np.random.default_rng(seed).permutation(len(imgs))
-    n_val = max(1, int(round(len(imgs) * val_fraction)))
+    n_val = max(1, round(len(imgs) * val_fraction))
     val_i, tr_i = np.sort(perm[:n_val]), perm[n_val:]
     if max_train_images:
         tr_i = tr_i[:max_train_images]

@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib as mpl
 
 mpl.use("Agg")  # no display on servers; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 
 def plot_roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "ROC") -> None:

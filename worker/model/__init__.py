@@ -11,6 +11,7 @@ from worker.model.networks import Discriminator, GanomalyConfig, Generator, weig
 from worker.model.scoring import SCORE_KINDS, ScoreBatch, Scorer, ScoreSpec, latent_score
 
 __all__ = [
+    "SCORE_KINDS",
     "Calibration",
     "Discriminator",
     "DiscriminatorLoss",
@@ -18,7 +19,6 @@ __all__ = [
     "Generator",
     "GeneratorLoss",
     "GeneratorLossParts",
-    "SCORE_KINDS",
     "ScoreBatch",
     "ScoreSpec",
     "Scorer",

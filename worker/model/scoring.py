@@ -10,7 +10,6 @@ import torch
 
 from worker.model.networks import Generator
 
-
 ScoreKind = Literal["latent", "recon", "hybrid"]
 SCORE_KINDS: tuple[str, ...] = ("latent", "recon", "hybrid")
 

@@ -13,10 +13,10 @@ import numpy as np
 import redis
 import structlog
 import torch
-from structlog.contextvars import bound_contextvars
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from structlog.contextvars import bound_contextvars
 
 from worker.artifact import load_artifact
 from worker.commands.common import resolve_device
