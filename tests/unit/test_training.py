@@ -74,3 +74,30 @@ def test_ema_is_bias_corrected_and_ships_recomputed_batchnorm() -> None:
     assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), ema.parameters(), strict=True))
     bns = [m for m in ema.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(int(m.num_batches_tracked) == 4 for m in bns)  # a plain mean over the 4 batches
+
+
+def test_an_interrupted_ema_run_resumes_to_the_same_average(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.training.fit as fit_module
+
+    x = torch.rand(64, 1, 16, 16) * 2 - 1
+    mcfg, dev = GanomalyConfig(isize=16, nz=8, ngf=8), torch.device("cpu")
+    steps: list[int] = []
+    real_update = fit_module.update_ema
+
+    def recording_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+        steps.append(step)
+        real_update(ema, model, decay, step)
+
+    monkeypatch.setattr(fit_module, "update_ema", recording_update)
+
+    def run(epochs: int, **kw) -> Generator:
+        return fit(mcfg, TrainConfig(epochs=epochs, batch_size=16, select_by="last", ema_decay=0.9), x, x[:16], device=dev, **kw).generator
+
+    straight = run(2)
+    assert steps == list(range(1, 9))  # one average over both epochs' 8 steps, not restarted per epoch
+    run(1, out_dir=tmp_path / "m")
+    steps.clear()
+    resumed = run(2, out_dir=tmp_path / "m", resume=True)
+    assert steps == list(range(5, 9))  # the step count (and so the decay) carries on
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
