@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as F  # upper-case F: torch's own convention
 
 
 class GeneratorLossParts(NamedTuple):

@@ -67,7 +67,7 @@ class Health:
 
 def serve_http(host: str, port: int, metrics: WorkerMetrics, health: Health, extra: Callable[[], dict] | None = None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # the name http.server dispatches on
             if self.path.startswith("/metrics"):
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif self.path.startswith("/healthz"):

@@ -77,7 +77,7 @@ class WorkerSettings(BaseSettings):
 
     # Operations
     metrics_port: int = Field(9100, ge=0, le=65535, description="HTTP /metrics, /healthz, /readyz; 0 disables")
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "0.0.0.0"  # all interfaces: a pod must be reachable by its probes
     drain_timeout_s: float = Field(20.0, ge=0, description="on SIGTERM or revoke: time to finish in-flight work")
     retry_backoff_max_s: float = Field(5.0, gt=0)
     log_level: str = "info"
