@@ -26,13 +26,18 @@ Candidate scores (statistics from training normals only, never the test set):
 - latent_resid: log latent - (a + b log ||z||^2), with a, b fitted by least squares on
             this epoch's held-out normals: the latent error relative to what normals with a code
             of that size show (the ratio scores assume b = 1; this lets the normals say)
+- cross_enc: mean_k (G_E(x)_k - E(x)_k)^2: the two encoders on the same image. E has only ever
+            seen reconstructions, which look normal, so it has no reason to agree with G_E on an
+            image unlike them
+- e_cycle:  mean_k (E(x)_k - E(G(x))_k)^2: the image and its reconstruction through the second encoder
+- ge_cycle: mean_k (G_E(x)_k - G_E(G(x))_k)^2: the same through the first encoder
 - ema{D}_latent, ema{D}_recon (``--ema D``, repeatable, also with ``--lean``): the scores of a
             bias-corrected exponential moving average of the generator's weights with decay D
             (fit's ``update_ema``), BatchNorm re-estimated on the reference normals; it runs beside
             the trained generator without changing its trajectory, so each row compares the two
             on the same run
 
-With ``--lean`` only latent, recon and the cheap scores from latent_rel on are computed
+With ``--lean`` only latent, recon and the cheap scores from latent_rel to ge_cycle are computed
 (faster; the discriminator is not run). Every row also carries, under "pseudo", the AUROC
 of the latent and recon scores for held-out normals against pseudo-anomalies made from them
 (worker.training.pseudo_anomalies): validation-only signals whose agreement with the test
@@ -68,7 +73,7 @@ def features(g: Generator, d: Discriminator | None, x: torch.Tensor, bs: int = 5
     g.eval()
     if d is not None:
         d.eval()
-    out: dict[str, list[torch.Tensor]] = {"z": [], "zh": [], "recon": [], "feat": [], "ink": []}
+    out: dict[str, list[torch.Tensor]] = {"z": [], "zh": [], "ex": [], "zc": [], "recon": [], "feat": [], "ink": []}
     for i in range(0, len(x), bs):
         xb = x[i : i + bs]
         xh, z, zh = g(xb)
@@ -78,6 +83,8 @@ def features(g: Generator, d: Discriminator | None, x: torch.Tensor, bs: int = 5
             out["feat"].append((fr - ff).pow(2).flatten(1).mean(1))
         out["z"].append(z.flatten(1))
         out["zh"].append(zh.flatten(1))
+        out["ex"].append(g.encoder2(xb).flatten(1))  # E(x): the second encoder on the image itself
+        out["zc"].append(g.encoder1(xh).flatten(1))  # G_E(G(x)): the first encoder on the reconstruction
         out["recon"].append((xb - xh).abs().flatten(1).mean(1))
         # the background is each image's darkest pixel, so this is the mean brightness above it
         out["ink"].append((xb - xb.flatten(1).amin(1).view(-1, 1, 1, 1)).flatten(1).mean(1))
@@ -92,7 +99,9 @@ def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = Fa
     zz = (f["z"] ** 2).sum(1)
     cos = (f["z"] * f["zh"]).sum(1) / np.maximum(np.sqrt(zz * (f["zh"] ** 2).sum(1)), 1e-12)
     out = {"latent": dz.mean(1), "recon": f["recon"], "latent_rel": dz.sum(1) / np.maximum(zz, 1e-12),
-           "latent_cos": 1 - cos, "recon_rel": f["recon"] / np.maximum(f["ink"], 1e-12), "znorm": zz}
+           "latent_cos": 1 - cos, "recon_rel": f["recon"] / np.maximum(f["ink"], 1e-12), "znorm": zz,
+           "cross_enc": ((f["z"] - f["ex"]) ** 2).mean(1), "e_cycle": ((f["ex"] - f["zh"]) ** 2).mean(1),
+           "ge_cycle": ((f["z"] - f["zc"]) ** 2).mean(1)}
     if lean:
         return out
     dref = ((ref["z"] - ref["zh"]) ** 2).mean(0)
