@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from kafka import KafkaProducer
@@ -78,7 +78,7 @@ class ImagePublisher:
         self.producer.close()
         return self.stats
 
-    def __enter__(self) -> ImagePublisher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

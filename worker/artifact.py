@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ class Artifact:
     calibration: Calibration
     manifest: dict[str, Any]
     path: Path
-    score_spec: ScoreSpec = ScoreSpec()
+    score_spec: ScoreSpec = field(default_factory=ScoreSpec)
 
     def scorer(self, device: torch.device | str = "cpu", amp: str | None = None) -> Scorer:
         """A scorer computing this artifact's own score kind (the one its threshold was calibrated on)."""

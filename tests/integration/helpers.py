@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -123,7 +123,7 @@ class WorkerProc:
         self.proc.kill()
         self.proc.wait()
 
-    def __enter__(self) -> WorkerProc:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -35,8 +35,8 @@ def test_produce_worker_replay_rescore_and_audit(broker: str, redis_url: str, pr
         assert w.terminate() == 0
 
     ev = evaluate(EvaluateSettings(model=tiny_model, data_dir=FMNIST, protocol="leave-one-out", klass=0, max_images=n, device="cpu"))
-    common = dict(bootstrap_servers=broker, topic=topics.input, results_topic=topics.results, alerts_topic=topics.alerts,
-                  dlq_topic=topics.dlq, device="cpu", idle_ms=1000)
+    common = {"bootstrap_servers": broker, "topic": topics.input, "results_topic": topics.results, "alerts_topic": topics.alerts,
+                  "dlq_topic": topics.dlq, "device": "cpu", "idle_ms": 1000}
     eval_topic = f"eval-{topics.group}"
     rescored = replay(ReplaySettings(**common, mode="rescore", model=tiny_model, challenger=trouser_model, report=tmp_path / "rescore.json",
                                      scores=tmp_path / "rescore.csv", eval_topic=eval_topic))

@@ -50,9 +50,9 @@ def _confirm(broker: str, topic: str, results: list[dict], verdict: str = "norma
 
 
 def _trainer_settings(broker: str, redis_url: str, prefix: str, store: ModelStore, tmp_path: Path, feedback: str, **kw: object) -> TrainerSettings:
-    base = dict(bootstrap_servers=broker, feedback_topic=feedback, group_id=f"trainer-{prefix}", data_dir=tmp_path / "confirmed",
-                model_store=store.root, redis_url=redis_url, redis_prefix=prefix, min_new_normals=50, epochs=2, target_fpr=0.05,
-                device="cpu", idle_ms=1000)
+    base = {"bootstrap_servers": broker, "feedback_topic": feedback, "group_id": f"trainer-{prefix}", "data_dir": tmp_path / "confirmed",
+                "model_store": store.root, "redis_url": redis_url, "redis_prefix": prefix, "min_new_normals": 50, "epochs": 2, "target_fpr": 0.05,
+                "device": "cpu", "idle_ms": 1000}
     return TrainerSettings(**(base | kw))
 
 

@@ -34,8 +34,8 @@ def _wait_results(broker: str, topic: str, n: int, timeout_s: float) -> dict[str
 
 def test_two_workers_split_partitions_and_survive_sigkill(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
     topics = Topics(broker, partitions=4)
-    common = dict(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix,
-                  GANOMALY_MAX_BATCH_SIZE=8, GANOMALY_MAX_POLL_RECORDS=16, GANOMALY_COMMIT_INTERVAL_MS=200)
+    common = {"bootstrap": broker, "topics": topics, "model": tiny_model, "redis_url": redis_url, "prefix": prefix,
+                  "GANOMALY_MAX_BATCH_SIZE": 8, "GANOMALY_MAX_POLL_RECORDS": 16, "GANOMALY_COMMIT_INTERVAL_MS": 200}
     with WorkerProc(log=tmp_path / "w1.log", GANOMALY_WORKER_ID="w1", **common) as w1, \
          WorkerProc(log=tmp_path / "w2.log", GANOMALY_WORKER_ID="w2", **common) as w2:
         w1.wait_for('"partitions_assigned"')

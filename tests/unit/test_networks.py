@@ -70,7 +70,7 @@ def test_default_shapes_match_the_paper() -> None:
     assert feats.shape == (2, 256, 4, 4)
 
 
-@pytest.mark.parametrize("bad", [dict(isize=30), dict(isize=8), dict(nc=2), dict(nz=0)])
+@pytest.mark.parametrize("bad", [{"isize": 30}, {"isize": 8}, {"nc": 2}, {"nz": 0}])
 def test_bad_config_is_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         GanomalyConfig(**bad)
