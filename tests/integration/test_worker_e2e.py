@@ -63,3 +63,7 @@ def test_end_to_end_results_alerts_and_redis(broker: str, redis_url: str, prefix
     assert ready["ready"] is True and ready["model_version"] == manifest["version"]
     assert f"ganomaly_images_scored_total{{model_version=\"{manifest['version']}\"}} {float(n)}" in metrics
     assert "ganomaly_batch_size_bucket" in metrics and "ganomaly_consumer_lag" in metrics
+    # drift metrics: every result on the calibrated scale, and the share the threshold was set for
+    assert f"ganomaly_score_normalised_count{{model_version=\"{manifest['version']}\"}} {float(n)}" in metrics
+    target = manifest["calibration"]["target_fpr"]
+    assert f"ganomaly_expected_anomaly_rate{{model_version=\"{manifest['version']}\"}} {target}" in metrics

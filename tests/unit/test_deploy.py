@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from worker.commands.trainer import TrainerSettings
 from worker.stream.metrics import serve_http
@@ -18,7 +19,7 @@ from worker.stream.settings import WorkerSettings
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.30.0"
-CRDS = {"ScaledObject", "ServiceMonitor"}
+CRDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
 
 
 def _merge(base: Any, patch: Any) -> Any:
@@ -132,6 +133,43 @@ def test_probes_and_ports_match_the_worker() -> None:
         srv.shutdown()
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > float(cm["GANOMALY_DRAIN_TIMEOUT_S"])
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def _exported() -> dict[str, set[str]]:
+    """Sample name -> label names, from a WorkerMetrics with one child of every labelled metric."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from worker.stream.metrics import WorkerMetrics
+
+    m = WorkerMetrics()
+    m.set_model("v1", 0.5, 0.01)
+    m.scored.labels("v1").inc()
+    m.anomalies.labels("v1").inc()
+    m.score.labels("v1").observe(0.3)
+    m.dead_letters.labels("bomb").inc()
+    m.queue_depth.labels("raw").set(1)
+    m.lag.labels("images", "0").set(1)
+    m.retries.labels("redis").inc()
+    m.commits.labels("failed").inc()
+    out: dict[str, set[str]] = {}
+    for fam in text_string_to_metric_families(generate_latest(m.registry).decode()):
+        for s in fam.samples:
+            out.setdefault(s.name, set()).update(s.labels)
+    return out
+
+
+def test_alert_rules_name_only_metrics_and_labels_the_worker_exports() -> None:
+    rule = next(d for d in render(K8S / "base") if d["kind"] == "PrometheusRule")
+    exported = _exported()
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert len(exprs) >= 5
+    for expr in exprs:
+        names = set(re.findall(r"\bganomaly_\w+", expr))
+        assert names and names <= set(exported), f"unknown metrics {names - set(exported)} in {expr}"
+        labels = set().union(*(exported[n] for n in names)) | {"le"}
+        used = {x.strip() for grp in re.findall(r"by \(([^)]*)\)", expr) for x in grp.split(",")}
+        used |= set(re.findall(r"(\w+)=\"", expr))
+        assert used <= labels, f"labels {used - labels} are not on {names}"
 
 
 def test_keda_never_scales_past_the_partitions() -> None:

@@ -63,7 +63,7 @@ class Worker:
                                    max_aspect=settings.max_aspect, channel_policy=settings.channel_policy)
         self.tracker = OffsetTracker()
         self.metrics = WorkerMetrics()
-        self.metrics.set_model(model.version, model.threshold)
+        self.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
         self.health = Health(stale_s=max(30.0, settings.drain_timeout_s + 10))
         self.health.model_loaded = True
         self.raw_q: queue.Queue[Any] = queue.Queue()  # bounded by max_in_flight through pause/resume
@@ -135,7 +135,7 @@ class Worker:
                 log.error("model_refused", version=ptr.version, error=str(e), serving=current)
                 continue
             old = self.models.swap(model)
-            self.metrics.set_model(model.version, model.threshold)
+            self.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
             self.metrics.model_swaps.inc()
             log.info("model_swapped", old=old.version, new=model.version, threshold=model.threshold)
 
@@ -293,6 +293,7 @@ class Worker:
                 self.tracker.done(TopicPartition(r.input.topic, r.input.partition), r.input.offset)
                 self.metrics.e2e.observe(max(0.0, (done_ms - r.record_timestamp_ms) / 1000))
                 self.metrics.scored.labels(r.model_version).inc()
+                self.metrics.score.labels(r.model_version).observe(r.score_normalised)
                 if r.is_anomaly:
                     self.metrics.anomalies.labels(r.model_version).inc()
             for d in batch.dead:

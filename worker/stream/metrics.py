@@ -12,6 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 _LAT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# score_normalised is 0 at the held-out normals' median and 1 at the threshold, the same scale for
+# every model, so one set of buckets serves all; fine steps between 0 and 1, where drift shows first
+_SCORE_BUCKETS = (-1.0, -0.5, -0.25, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
 class WorkerMetrics:
@@ -35,10 +38,18 @@ class WorkerMetrics:
         self.model_swaps = Counter("ganomaly_model_swaps_total", "Hot model switches", registry=r)
         self.model_refused = Counter("ganomaly_model_refused_total", "New model versions refused (corrupt, failed warm-up)", registry=r)
         self.model_info = Gauge("ganomaly_model_info", "The model in use (value 1)", ["model_version", "threshold"], registry=r)
+        # drift: on data like the held-out normals, half the scores fall below 0 and a share
+        # expected_anomaly_rate above 1; deploy/k8s/base/prometheusrule.yaml alerts on departures
+        self.score = Histogram("ganomaly_score_normalised", "Scores on the calibrated scale: 0 at the held-out normals' median, 1 at the threshold",
+                               ["model_version"], buckets=_SCORE_BUCKETS, registry=r)
+        self.expected_rate = Gauge("ganomaly_expected_anomaly_rate", "Share of normal images the threshold was calibrated to flag (NaN under a threshold override)",
+                                   ["model_version"], registry=r)
 
-    def set_model(self, version: str, threshold: float) -> None:
+    def set_model(self, version: str, threshold: float, expected_rate: float) -> None:
         self.model_info.clear()
         self.model_info.labels(version, f"{threshold:.6g}").set(1)
+        self.expected_rate.clear()
+        self.expected_rate.labels(version).set(expected_rate)
 
 
 class Health:

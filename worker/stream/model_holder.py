@@ -21,6 +21,15 @@ class ServingModel:
     def version(self) -> str:
         return self.artifact.version
 
+    @property
+    def expected_anomaly_rate(self) -> float:
+        """The share of normal images the threshold was calibrated to flag (its target FPR), or NaN
+        under a threshold override: the artifact keeps summary statistics of the held-out normals,
+        not the scores, so the rate at another threshold is not known."""
+        if self.threshold != self.artifact.threshold:
+            return float("nan")
+        return self.artifact.calibration.target_fpr
+
 
 def warm_up(model: ServingModel, batch: int = 2) -> None:
     """One batch through the model before it serves: validates it and primes kernels."""
