@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
+import torch
 from kafka import KafkaConsumer, TopicPartition
 
 from producers import ImagePublisher, encode_png
 from tests.conftest import FMNIST
 from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic, results_by_id
 from tests.poison import poison_corpus
+from worker.artifact import load_artifact, save_artifact
 from worker.data.idx import load_split
 from worker.devstack import free_port, start_redis, stop
 
@@ -141,3 +145,36 @@ def test_sigterm_mid_stream_commits_exactly_what_was_written(broker: str, redis_
     assert 0 < sum(committed.values()) < 900, f"not mid-stream: {committed}"
     for p in range(3):
         assert written[p] == set(range(committed[p])), f"partition {p}: committed {committed[p]}, written {sorted(written[p])[-5:]}"
+
+
+def test_images_the_model_cannot_score_go_to_dead_letters_and_the_partition_moves_on(broker: str, redis_url: str, prefix: str, tiny_model: Path,
+                                                                                     tmp_path: Path) -> None:
+    # A well-formed artifact whose first convolution overflows float32 on any ink: an all-black
+    # image (all zeros in the [0, 1] range) still scores finitely, so warm-up passes, while every
+    # garment scores NaN. A NaN compares False with the threshold, so it would pass as normal.
+    art = load_artifact(tiny_model)
+    with torch.no_grad():
+        art.generator.encoder1.features[0].weight.mul_(1e38)
+    broken = tmp_path / "overflow"
+    save_artifact(broken, art.generator, replace(art.input_spec, value_range=(0.0, 1.0)), art.calibration, score_spec=art.score_spec)
+    topics = Topics(broker, partitions=1)
+    images, _ = load_split(FMNIST, "t10k")
+    black, garments = [], {}
+    with ImagePublisher(broker, topics.input) as pub:
+        for i in range(6):
+            pub.publish(encode_png(np.zeros((28, 28), np.uint8)), key=f"black:{i}")
+            black.append(f"black:{i}")
+            garments[f"garment:{i}"] = encode_png(images[i])
+            pub.publish(garments[f"garment:{i}"], key=f"garment:{i}")
+    with WorkerProc(bootstrap=broker, topics=topics, model=broken, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log") as w:
+        dead = read_topic(broker, topics.dlq, want=6, timeout_s=60)
+        results = read_topic(broker, topics.results, want=6, timeout_s=60)
+        assert w.terminate() == 0
+        assert '"scoring_failed"' in w.logs()
+    assert sorted(json.loads(r.value)["image_id"] for r in results) == black
+    assert all(np.isfinite(json.loads(r.value)["score"]) for r in results)
+    assert {d.key.decode(): d.value for d in dead} == garments  # original bytes, one dead letter each
+    assert {dict(d.headers)["dlq-reason"] for d in dead} == {b"non_finite_score"}
+    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
+    assert c.committed(TopicPartition(topics.input, 0)) == 12, "the partition stopped at an image the model could not score"
+    c.close()

@@ -6,6 +6,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from worker.data.images import BadImage, DecodeLimits, decode_image
 from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
 from worker.stream.batcher import next_batch
+from worker.stream.isolation import Failure, score_isolating_failures
 from worker.stream.kafka_io import ensure_topics, headers_dict, make_consumer, make_producer
 from worker.stream.metrics import Health, WorkerMetrics, serve_http
 from worker.stream.model_holder import ModelHolder, ServingModel, serving_model, warm_up
@@ -35,6 +37,10 @@ from worker.stream.sinks.outputs import DeadLetter, OutputBatch
 from worker.stream.sinks.redis_sink import RedisSink, now_ms
 
 log = structlog.get_logger("worker")
+
+
+def _score_fn(model: ServingModel) -> Callable[[torch.Tensor], np.ndarray]:
+    return lambda x: model.scorer.score(x).score.numpy()
 
 
 @dataclass
@@ -172,9 +178,10 @@ class Worker:
         return decode_image(rec.value or b"", self.models.current().artifact.input_spec, self.limits)
 
     @staticmethod
-    def _dead_letter(rec: Any, reason: str, err: Exception) -> DeadLetter:
+    def _dead_letter(rec: Any, reason: str, err: Exception | Failure) -> DeadLetter:
+        cls, msg = (err.error_class, err.message) if isinstance(err, Failure) else (type(err).__name__, str(err))
         return DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
-                          [(k, v) for k, v in rec.headers or [] if v is not None], reason, type(err).__name__, str(err))
+                          [(k, v) for k, v in rec.headers or [] if v is not None], reason, cls, msg)
 
     def _put_out(self, item: OutputBatch | DeadLetter) -> None:
         while not self.abort.is_set():
@@ -205,15 +212,26 @@ class Worker:
                     staging = torch.empty((max(s.max_batch_size, len(items)), *x.shape[1:]), dtype=x.dtype).pin_memory()
                 staging[: len(items)].copy_(x)
                 x = staging[: len(items)]  # safe to reuse next batch: score() returns only after the copy is consumed
-            try:
-                scores = model.scorer.score(x).score.numpy()
-            except RuntimeError as e:  # e.g. CUDA OOM: score one by one rather than stall
-                log.warning("batch_failed_retrying_singly", error=str(e), size=len(items))
-                scores = np.concatenate([model.scorer.score(x[i : i + 1]).score.numpy() for i in range(len(items))])
+            scores, failures = score_isolating_failures(_score_fn(model), x)
             compute_s = time.monotonic() - t0
+            dead = [self._dead_letter(items[i].rec, f.reason, f) for i, f in sorted(failures.items())]
+            for i, f in sorted(failures.items()):
+                rec = items[i].rec
+                log.error("scoring_failed", topic=rec.topic, partition=rec.partition, offset=rec.offset, reason=f.reason, error=f.message[:200])
+            keep = [i for i in range(len(items)) if i not in failures]
+            x, items, scores = x[keep], [items[i] for i in keep], scores[keep]
             out = self._results(items, scores, model)
-            if self.shadow is not None:
-                out.shadow = self._results(items, self.shadow.scorer.score(x).score.numpy(), self.shadow).results
+            out.dead = dead
+            if self.shadow is not None and items:
+                # the challenger must never cost production anything: its failures only skip its outputs
+                shadow_scores, shadow_failures = score_isolating_failures(_score_fn(self.shadow), x)
+                if shadow_failures:
+                    log.warning("shadow_scoring_failed", images=len(shadow_failures), model_version=self.shadow.version)
+                ok = [i for i in range(len(items)) if i not in shadow_failures]
+                out.shadow = self._results([items[i] for i in ok], shadow_scores[ok], self.shadow).results
+            if not items:
+                self._put_out(out)
+                continue
             self.metrics.batch_size.observe(len(items))
             self.metrics.compute.observe(compute_s)
             for d in items:
@@ -274,6 +292,7 @@ class Worker:
                     batch.dead.append(item)
                 else:
                     batch.results += item.results
+                    batch.dead += item.dead  # images the model could not score
                     batch.keys += item.keys
                     batch.shadow += item.shadow
             model = self.models.current()
