@@ -32,6 +32,19 @@ GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo GANOMALY_GROUP_ID=d
   GANOMALY_SESSION_TIMEOUT_MS=6000 GANOMALY_HEARTBEAT_INTERVAL_MS=1000 \
   ganomaly worker > "$RUN/worker.log" 2>&1 &
 WORKER_PID=$!
+# wait until it has its partitions (/readyz), so that the latencies below are the worker's, not the group join's
+python - <<'PY'
+import time, urllib.request
+deadline = time.monotonic() + 90
+while True:
+    try:
+        urllib.request.urlopen("http://127.0.0.1:9100/readyz", timeout=2)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not become ready within 90 s: see the worker log")
+        time.sleep(0.5)
+PY
 
 echo "== 4. a labelled camera stream: 2000 test images at 300/s"
 ganomaly produce --from fashion-mnist --split t10k --protocol leave-one-out --class 0 --count 2000 --rate 300 \
