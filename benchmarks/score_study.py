@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--input-high", type=float, default=1.0)
     ap.add_argument("--ref-images", type=int, default=4000, help="training normals used for the score statistics")
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--adv-loss", default="features", choices=["features", "bce"], help="the generator's adversarial term (worker.model.loss)")
     ap.add_argument("--cosine", action="store_true", help="cosine-decay both learning rates to zero over the run")
     ap.add_argument("--lean", action="store_true", help="latent and recon only (no Mahalanobis, precise BN, SWA, ensemble)")
     ap.add_argument("--pseudo-images", type=int, default=2000, help="held-out normals turned into pseudo-anomalies")
@@ -152,7 +153,7 @@ def main() -> None:
     g, d = Generator(cfg), Discriminator(cfg)
     opt_g = torch.optim.Adam(g.parameters(), lr=a.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=a.lr, betas=(0.5, 0.999))
-    gl, dl = GeneratorLoss(1.0, 50.0, 1.0), DiscriminatorLoss()
+    gl, dl = GeneratorLoss(1.0, 50.0, 1.0, a.adv_loss), DiscriminatorLoss()
     ref_x = sp.train.x[torch.randperm(len(sp.train.x), generator=torch.Generator().manual_seed(1))[: a.ref_images]]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     nb = len(sp.train.x) // 64
@@ -214,7 +215,7 @@ def main() -> None:
             val_stats |= {"feat": float(vs["feat"].mean()), "latent_cv": float(vs["latent"].std() / max(vs["latent"].mean(), 1e-12)),
                           "pbn_recon": float(pval["recon"].mean()), "pbn_latent": float(pvs["latent"].mean())}
         row = {"protocol": a.protocol, "class": a.klass, "seed": a.seed, "epoch": epoch, "range": [a.input_low, a.input_high],
-               "lr": a.lr, "cosine": a.cosine, "seconds": round(time.monotonic() - t0, 1),
+               "lr": a.lr, "cosine": a.cosine, "adv_loss": a.adv_loss, "seconds": round(time.monotonic() - t0, 1),
                "test_auroc": {k: round(float(roc_auc_score(sp.test.y, v)), 4) for k, v in ts.items()},
                "val": val_stats,  # validation-only statistics (candidates for selection rules)
                "pseudo": pseudo_auroc}

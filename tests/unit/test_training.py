@@ -17,6 +17,34 @@ def test_one_training_step_lowers_contextual_loss_on_a_fixed_batch() -> None:
     assert after < before
 
 
+def test_bce_adversarial_term_is_the_discriminators_verdict_on_the_reconstruction() -> None:
+    torch.manual_seed(0)
+    cfg = GanomalyConfig(nz=16, ngf=16)
+    g, d = Generator(cfg), Discriminator(cfg)
+    x = torch.rand(16, 1, 32, 32) * 2 - 1
+    x_hat, z, z_hat = g(x)
+    pred_fake, feat_fake = d(x_hat)
+    _, feat_real = d(x)
+    bce = GeneratorLoss(adv="bce")(x, x_hat, z, z_hat, feat_real, feat_fake, pred_fake)
+    assert bce.adv.item() == pytest.approx(-torch.log(pred_fake).mean().item(), rel=1e-5)
+    features = GeneratorLoss()(x, x_hat, z, z_hat, feat_real, feat_fake, pred_fake)
+    assert features.adv.item() == pytest.approx((feat_real - feat_fake).pow(2).mean().item(), rel=1e-5)
+    assert bce.con.item() == features.con.item() and bce.enc.item() == features.enc.item()
+    with pytest.raises(ValueError, match="pred_fake"):
+        GeneratorLoss(adv="bce")(x, x_hat, z, z_hat, feat_real, feat_fake)
+    with pytest.raises(ValueError, match="features"):
+        GeneratorLoss(adv="hinge")  # type: ignore[arg-type]
+
+
+def test_a_bce_run_trains_and_differs_from_feature_matching() -> None:
+    x = torch.rand(64, 1, 16, 16) * 2 - 1
+    mcfg, dev = GanomalyConfig(isize=16, nz=8, ngf=8), torch.device("cpu")
+    runs = {adv: fit(mcfg, TrainConfig(epochs=2, batch_size=16, select_by="last", adv_loss=adv), x, x[:16], device=dev) for adv in ("features", "bce")}
+    assert runs["bce"].history[-1].val_recon < runs["bce"].history[0].val_recon * 1.5  # trains, does not diverge
+    w = {k: r.generator.state_dict()["decoder.main.0.weight"] for k, r in runs.items()}
+    assert not torch.equal(w["features"], w["bce"])  # the option reaches the training loop
+
+
 @pytest.mark.parametrize(("select_by", "stat"), [("val_latent", "val_score_mean"), ("val_recon", "val_recon"), ("val_loss", "val_loss")])
 def test_fit_selects_on_validation_and_calibrates(select_by: str, stat: str) -> None:
     torch.manual_seed(0)

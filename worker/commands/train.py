@@ -45,6 +45,7 @@ class TrainSettings(BaseSettings):
     w_adv: float = Field(1.0, ge=0)
     w_con: float = Field(50.0, ge=0)
     w_enc: float = Field(1.0, ge=0)
+    adv_loss: Literal["features", "bce"] = Field("features", description="the adversarial term: features (feature matching, the 2019 code's) or bce (BCE(D(G(x)), 1), the code of the paper's time)")
     target_fpr: float = Field(0.01, gt=0, lt=1, description="threshold = the (1 - target_fpr) quantile of validation scores")
     select_by: SelectBy = Field("val_recon", description="epoch selection on held-out normals: val_recon, val_latent, val_loss or last")
     score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
@@ -93,7 +94,7 @@ def run(s: TrainSettings) -> dict[str, Any]:
     splits = load_splits(s, spec)
     log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))
     tcfg = TrainConfig(
-        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, beta1=s.beta1, w_adv=s.w_adv, w_con=s.w_con, w_enc=s.w_enc,
+        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, beta1=s.beta1, w_adv=s.w_adv, w_con=s.w_con, w_enc=s.w_enc, adv_loss=s.adv_loss,
         target_fpr=s.target_fpr, select_by=s.select_by, seed=s.seed, score=s.score, ema_decay=s.ema_decay, swa_start=s.swa_start,
     )
 

@@ -6,12 +6,13 @@ the reverse.
 """
 
 from worker.model.calibration import Calibration, calibrate
-from worker.model.loss import DiscriminatorLoss, GeneratorLoss, GeneratorLossParts
+from worker.model.loss import AdvLoss, DiscriminatorLoss, GeneratorLoss, GeneratorLossParts
 from worker.model.networks import Discriminator, GanomalyConfig, Generator, weights_init
 from worker.model.scoring import SCORE_KINDS, ScoreBatch, Scorer, ScoreSpec, latent_score
 
 __all__ = [
     "SCORE_KINDS",
+    "AdvLoss",
     "Calibration",
     "Discriminator",
     "DiscriminatorLoss",

@@ -24,6 +24,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from worker.model import (
+    AdvLoss,
     Calibration,
     Discriminator,
     DiscriminatorLoss,
@@ -49,6 +50,7 @@ class TrainConfig:
     w_adv: float = 1.0
     w_con: float = 50.0
     w_enc: float = 1.0
+    adv_loss: AdvLoss = "features"  # "bce": the pre-2019 code's adversarial term (worker.model.loss)
     target_fpr: float = 0.01
     # val_latent (the epoch with the lowest mean latent score on held-out normals) is an option,
     # not the default: +0.016 mean AUROC over 18 development runs at 12k x 5, -0.005 over the
@@ -108,8 +110,8 @@ def train_step(
     """One GANomaly update: G step, then D step on the detached fake. Returns (G parts, D loss, D re-inits)."""
     x_hat, z, z_hat = netg(xb)
     _, feat_real = netd(xb)
-    _, feat_fake = netd(x_hat)
-    parts = g_loss(xb, x_hat, z, z_hat, feat_real.detach(), feat_fake)
+    pred_fake_g, feat_fake = netd(x_hat)
+    parts = g_loss(xb, x_hat, z, z_hat, feat_real.detach(), feat_fake, pred_fake_g)
     opt_g.zero_grad(set_to_none=True)
     parts.total.backward()
     opt_g.step()
@@ -209,7 +211,7 @@ def fit(
     netd = Discriminator(model_config).to(device).train()
     opt_g = torch.optim.Adam(netg.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(netd.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    g_loss, d_loss = GeneratorLoss(cfg.w_adv, cfg.w_con, cfg.w_enc), DiscriminatorLoss()
+    g_loss, d_loss = GeneratorLoss(cfg.w_adv, cfg.w_con, cfg.w_enc, cfg.adv_loss), DiscriminatorLoss()
 
     history: list[EpochStats] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
