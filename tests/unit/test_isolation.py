@@ -44,6 +44,17 @@ def test_only_the_images_at_fault_fail() -> None:
     assert calls == [8] + [1] * 8  # the batch, then one image at a time
 
 
+def test_any_exception_is_the_images_not_the_loops() -> None:
+    def score(x: torch.Tensor) -> np.ndarray:
+        if len(x) > 1:
+            msg = "shape mismatch (simulated)"
+            raise ValueError(msg)
+        return np.array([1.0])
+
+    scores, failures = score_isolating_failures(score, torch.zeros(3, 1, 1, 1))
+    assert failures == {} and scores.tolist() == [1.0, 1.0, 1.0]
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_a_non_finite_score_never_passes_as_normal(bad: float) -> None:
     scores, failures = score_isolating_failures(lambda x: np.array([0.1, bad]), torch.zeros(2, 1, 1, 1))

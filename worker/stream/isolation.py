@@ -28,12 +28,12 @@ def score_isolating_failures(score: Callable[[torch.Tensor], np.ndarray], x: tor
     failures: dict[int, Failure] = {}
     try:
         scores = np.asarray(score(x), dtype=np.float64)
-    except RuntimeError:  # torch's errors (CUDA OOM included) are RuntimeErrors: find the images at fault
+    except Exception:  # noqa: BLE001 - torch's errors (CUDA OOM included) and any other: find the images at fault
         scores = np.full(len(x), np.nan)
         for i in range(len(x)):
             try:
                 scores[i] = float(np.asarray(score(x[i : i + 1]), dtype=np.float64)[0])
-            except RuntimeError as e:
+            except Exception as e:  # noqa: BLE001 - whatever it is, it is this image's, not the partition's
                 failures[i] = Failure("model_error", type(e).__name__, str(e))
     for i in np.flatnonzero(~np.isfinite(scores)).tolist():
         # a NaN compares False with any threshold, so it would pass as normal: never let it through
