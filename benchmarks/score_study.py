@@ -53,6 +53,7 @@ import copy
 import json
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from worker.data.datasets import idx_splits
 from worker.data.images import InputSpec
-from worker.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
+from worker.model import AdvLoss, Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
 from worker.training.fit import seed_everything, train_step, update_ema, with_recomputed_bn
 from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
 
@@ -136,7 +137,7 @@ def main() -> None:
     ap.add_argument("--input-high", type=float, default=1.0)
     ap.add_argument("--ref-images", type=int, default=4000, help="training normals used for the score statistics")
     ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--adv-loss", default="features", choices=["features", "bce"], help="the generator's adversarial term (worker.model.loss)")
+    ap.add_argument("--adv-loss", default="features", choices=get_args(AdvLoss), help="the generator's adversarial term (worker.model.loss)")
     ap.add_argument("--cosine", action="store_true", help="cosine-decay both learning rates to zero over the run")
     ap.add_argument("--lean", action="store_true", help="latent and recon only (no Mahalanobis, precise BN, SWA, ensemble)")
     ap.add_argument("--pseudo-images", type=int, default=2000, help="held-out normals turned into pseudo-anomalies")

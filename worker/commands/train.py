@@ -18,7 +18,7 @@ from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, D
 from worker.data.datasets import Protocol, Splits, folder_splits, idx_splits
 from worker.data.images import InputSpec, default_value_range
 from worker.errors import UserError
-from worker.model import GanomalyConfig, Scorer
+from worker.model import AdvLoss, GanomalyConfig, Scorer
 from worker.training.fit import EpochStats, SelectBy, TrainConfig, clear_resume_state, fit, score_tensor
 
 log = structlog.get_logger("train")
@@ -45,7 +45,7 @@ class TrainSettings(BaseSettings):
     w_adv: float = Field(1.0, ge=0)
     w_con: float = Field(50.0, ge=0)
     w_enc: float = Field(1.0, ge=0)
-    adv_loss: Literal["features", "bce"] = Field("features", description="the adversarial term: features (feature matching, the 2019 code's) or bce (BCE(D(G(x)), 1), the code of the paper's time)")
+    adv_loss: AdvLoss = Field("features", description="the adversarial term: features (feature matching, the 2019 code's) or bce (BCE(D(G(x)), 1), the code of the paper's time)")
     target_fpr: float = Field(0.01, gt=0, lt=1, description="threshold = the (1 - target_fpr) quantile of validation scores")
     select_by: SelectBy = Field("val_recon", description="epoch selection on held-out normals: val_recon, val_latent, val_loss or last")
     score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")

@@ -11,7 +11,7 @@ output instead of feature matching.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import nn
@@ -31,8 +31,8 @@ AdvLoss = Literal["features", "bce"]
 class GeneratorLoss(nn.Module):
     def __init__(self, w_adv: float = 1.0, w_con: float = 50.0, w_enc: float = 1.0, adv: AdvLoss = "features") -> None:
         super().__init__()
-        if adv not in ("features", "bce"):
-            msg = f"adv must be 'features' or 'bce', not {adv!r}"
+        if adv not in get_args(AdvLoss):
+            msg = f"adv must be one of {get_args(AdvLoss)}, not {adv!r}"
             raise ValueError(msg)
         self.w_adv, self.w_con, self.w_enc, self.adv = w_adv, w_con, w_enc, adv
 

@@ -214,10 +214,11 @@ class Worker:
                 x = staging[: len(items)]  # safe to reuse next batch: score() returns only after the copy is consumed
             scores, failures = score_isolating_failures(_score_fn(model), x)
             compute_s = time.monotonic() - t0
-            dead = [self._dead_letter(items[i].rec, f.reason, f) for i, f in sorted(failures.items())]
+            dead = []
             for i, f in sorted(failures.items()):
                 rec = items[i].rec
                 log.error("scoring_failed", topic=rec.topic, partition=rec.partition, offset=rec.offset, reason=f.reason, error=f.message[:200])
+                dead.append(self._dead_letter(rec, f.reason, f))
             keep = [i for i in range(len(items)) if i not in failures]
             x, items, scores = x[keep], [items[i] for i in keep], scores[keep]
             out = self._results(items, scores, model)

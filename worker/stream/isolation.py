@@ -13,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import structlog
 import torch
+
+log = structlog.get_logger("worker")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,8 @@ def score_isolating_failures(score: Callable[[torch.Tensor], np.ndarray], x: tor
     failures: dict[int, Failure] = {}
     try:
         scores = np.asarray(score(x), dtype=np.float64)
-    except Exception:  # noqa: BLE001 - torch's errors (CUDA OOM included) and any other: find the images at fault
+    except Exception as e:  # noqa: BLE001 - torch's errors (CUDA OOM included) and any other: find the images at fault
+        log.warning("batch_failed_retrying_singly", error=f"{type(e).__name__}: {e}"[:200], size=len(x))
         scores = np.full(len(x), np.nan)
         for i in range(len(x)):
             try:
