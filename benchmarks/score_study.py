@@ -31,6 +31,10 @@ Candidate scores (statistics from training normals only, never the test set):
             image unlike them
 - e_cycle:  mean_k (E(x)_k - E(G(x))_k)^2: the image and its reconstruction through the second encoder
 - ge_cycle: mean_k (G_E(x)_k - G_E(G(x))_k)^2: the same through the first encoder
+- ibn_latent, ibn_recon (``--ibn``): the latent and recon scores of the same generator with every
+            BatchNorm layer normalising by the image's own per-channel statistics (train-mode
+            BatchNorm at batch size 1, as the original authors advised for testing; no running
+            statistic is read or changed), so a score still depends on its image alone
 - ema{D}_latent, ema{D}_recon (``--ema D``, repeatable, also with ``--lean``): the scores of a
             bias-corrected exponential moving average of the generator's weights with decay D
             (fit's ``update_ema``), BatchNorm re-estimated on the reference normals; it runs beside
@@ -95,6 +99,27 @@ def features(g: Generator, d: Discriminator | None, x: torch.Tensor, bs: int = 5
     return {k: torch.cat(v).numpy().astype(np.float64) for k, v in out.items() if v}
 
 
+class _PerImageBatchNorm(torch.nn.Module):
+    """A BatchNorm2d's scale and shift applied after normalising by each image's own statistics."""
+
+    def __init__(self, bn: torch.nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = bn.weight, bn.bias, bn.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def per_image_bn(generator: Generator) -> Generator:
+    """A copy of ``generator`` whose BatchNorm layers use each image's statistics."""
+    g = copy.deepcopy(generator)
+    for module in list(g.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.BatchNorm2d):
+                setattr(module, child_name, _PerImageBatchNorm(child))
+    return g
+
+
 def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = False) -> dict[str, np.ndarray]:
     dz = (f["z"] - f["zh"]) ** 2
     zz = (f["z"] ** 2).sum(1)
@@ -142,6 +167,7 @@ def main() -> None:
     ap.add_argument("--lean", action="store_true", help="latent and recon only (no Mahalanobis, precise BN, SWA, ensemble)")
     ap.add_argument("--pseudo-images", type=int, default=2000, help="held-out normals turned into pseudo-anomalies")
     ap.add_argument("--no-tta", action="store_true", help="skip the mirror-image row (saves a pass over the test split)")
+    ap.add_argument("--ibn", action="store_true", help="also score with per-image BatchNorm statistics (ibn_*)")
     ap.add_argument("--ema", type=float, action="append", default=[], help="also score a moving average of G with this decay")
     ap.add_argument("--out", type=Path, default=Path("runs/study.jsonl"))
     a = ap.parse_args()
@@ -191,6 +217,12 @@ def main() -> None:
                 for k in ("latent", "recon")
             }
         val_stats = {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean())}
+        if a.ibn:
+            ig = per_image_bn(g)
+            ivs, its = (scores(features(ig, None, x), {}, True) for x in (sp.val.x, sp.test.x))
+            for k in ("latent", "recon"):
+                ts[f"ibn_{k}"] = its[k]
+                val_stats[f"ibn_{k}"] = float(ivs[k].mean())
         for decay, ema in emas.items():
             eg = with_recomputed_bn(ema, ref_x, cpu, 64)
             evs, ets = (scores(features(eg, None, x), {}, True) for x in (sp.val.x, sp.test.x))
