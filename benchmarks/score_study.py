@@ -19,6 +19,10 @@ Candidate scores (statistics from training normals only, never the test set):
             weights so far (stochastic weight averaging), with precise BatchNorm
 - ens_latent: the mean of the standardised latent scores of this and the previous epochs' snapshots
 - tta_latent: the latent score averaged over the image and its left-right mirror image
+- latent_l1: mean_k |z_k - z'_k| (the paper's formula read as an L1 norm, as some re-implementations do)
+- shift_latent (``--shift-tta``): the latent score averaged over the image and its four one-pixel
+            shifts (up, down, left, right; the uncovered edge filled with the background value).
+            Unlike the mirror image, a one-pixel shift keeps every garment as the normals show it
 - latent_rel: ||z - z'||^2 / ||z||^2 (the latent error relative to the code's own size)
 - latent_cos: 1 - cos(z, z')
 - recon_rel: mean |x - G(x)| / mean (x - min x) (the L1 error relative to the image's ink)
@@ -124,7 +128,7 @@ def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = Fa
     dz = (f["z"] - f["zh"]) ** 2
     zz = (f["z"] ** 2).sum(1)
     cos = (f["z"] * f["zh"]).sum(1) / np.maximum(np.sqrt(zz * (f["zh"] ** 2).sum(1)), 1e-12)
-    out = {"latent": dz.mean(1), "recon": f["recon"], "latent_rel": dz.sum(1) / np.maximum(zz, 1e-12),
+    out = {"latent": dz.mean(1), "latent_l1": np.sqrt(dz).mean(1), "recon": f["recon"], "latent_rel": dz.sum(1) / np.maximum(zz, 1e-12),
            "latent_cos": 1 - cos, "recon_rel": f["recon"] / np.maximum(f["ink"], 1e-12), "znorm": zz,
            "cross_enc": ((f["z"] - f["ex"]) ** 2).mean(1), "e_cycle": ((f["ex"] - f["zh"]) ** 2).mean(1),
            "ge_cycle": ((f["z"] - f["zc"]) ** 2).mean(1)}
@@ -135,6 +139,16 @@ def scores(f: dict[str, np.ndarray], ref: dict[str, np.ndarray], lean: bool = Fa
     for name in ("z", "zh"):
         lw = LedoitWolf().fit(ref[name])
         out[f"maha_{name}"] = lw.mahalanobis(f[name])
+    return out
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int, fill: float) -> torch.Tensor:
+    """``x`` moved by (dy, dx) pixels (each -1, 0 or 1), the uncovered row or column set to ``fill``."""
+    out = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    if dy:
+        out[..., 0 if dy > 0 else -1, :] = fill
+    if dx:
+        out[..., :, 0 if dx > 0 else -1] = fill
     return out
 
 
@@ -167,6 +181,7 @@ def main() -> None:
     ap.add_argument("--lean", action="store_true", help="latent and recon only (no Mahalanobis, precise BN, SWA, ensemble)")
     ap.add_argument("--pseudo-images", type=int, default=2000, help="held-out normals turned into pseudo-anomalies")
     ap.add_argument("--no-tta", action="store_true", help="skip the mirror-image row (saves a pass over the test split)")
+    ap.add_argument("--shift-tta", action="store_true", help="also score the mean over four one-pixel shifts (shift_latent)")
     ap.add_argument("--ibn", action="store_true", help="also score with per-image BatchNorm statistics (ibn_*)")
     ap.add_argument("--ema", type=float, action="append", default=[], help="also score a moving average of G with this decay")
     ap.add_argument("--out", type=Path, default=Path("runs/study.jsonl"))
@@ -208,6 +223,10 @@ def main() -> None:
         vs["latent_resid"], ts["latent_resid"] = latent_residual(vs, ts)
         if not a.no_tta:  # test-time augmentation: the latent score averaged over the image and its mirror image
             ts["tta_latent"] = (ts["latent"] + scores(features(g, d, torch.flip(sp.test.x, dims=[-1])), ref, True)["latent"]) / 2
+        if a.shift_tta:
+            parts = [ts["latent"]] + [scores(features(g, None, shifted(sp.test.x, dy, dx, a.input_low)), {}, True)["latent"]
+                                      for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+            ts["shift_latent"] = np.mean(parts, axis=0)
         base = scores(features(g, d, pseudo_base), ref, True) if pseudo else {}
         pseudo_auroc: dict[str, dict[str, float]] = {}
         for name, px in pseudo.items():
