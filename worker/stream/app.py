@@ -219,17 +219,20 @@ class Worker:
                 rec = items[i].rec
                 log.error("scoring_failed", topic=rec.topic, partition=rec.partition, offset=rec.offset, reason=f.reason, error=f.message[:200])
                 dead.append(self._dead_letter(rec, f.reason, f))
-            keep = [i for i in range(len(items)) if i not in failures]
-            x, items, scores = x[keep], [items[i] for i in keep], scores[keep]
+            if failures:  # the usual batch has none: no copy of the batch on the hot path
+                keep = [i for i in range(len(items)) if i not in failures]
+                x, items, scores = x[keep], [items[i] for i in keep], scores[keep]
             out = self._results(items, scores, model)
             out.dead = dead
             if self.shadow is not None and items:
                 # the challenger must never cost production anything: its failures only skip its outputs
                 shadow_scores, shadow_failures = score_isolating_failures(_score_fn(self.shadow), x)
+                shadow_items = items
                 if shadow_failures:
                     log.warning("shadow_scoring_failed", images=len(shadow_failures), model_version=self.shadow.version)
-                ok = [i for i in range(len(items)) if i not in shadow_failures]
-                out.shadow = self._results([items[i] for i in ok], shadow_scores[ok], self.shadow).results
+                    ok = [i for i in range(len(items)) if i not in shadow_failures]
+                    shadow_items, shadow_scores = [items[i] for i in ok], shadow_scores[ok]
+                out.shadow = self._results(shadow_items, shadow_scores, self.shadow).results
             if not items:
                 self._put_out(out)
                 continue
