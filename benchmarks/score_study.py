@@ -70,7 +70,7 @@ from sklearn.metrics import roc_auc_score
 from torch.optim.swa_utils import AveragedModel
 
 from worker.data.datasets import idx_splits
-from worker.data.images import InputSpec
+from worker.data.images import RESIZE_POLICIES, InputSpec
 from worker.model import AdvLoss, Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
 from worker.training.fit import seed_everything, train_step, update_ema, with_recomputed_bn
 from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--input-low", type=float, default=-1.0)
     ap.add_argument("--input-high", type=float, default=1.0)
+    ap.add_argument("--resize", default="bilinear-stretch", choices=RESIZE_POLICIES, help="the input spec's resize policy")
     ap.add_argument("--ref-images", type=int, default=4000, help="training normals used for the score statistics")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--adv-loss", default="features", choices=get_args(AdvLoss), help="the generator's adversarial term (worker.model.loss)")
@@ -187,7 +188,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/study.jsonl"))
     a = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    spec = InputSpec(value_range=(a.input_low, a.input_high))
+    spec = InputSpec(value_range=(a.input_low, a.input_high), resize=a.resize)
     sp = idx_splits(a.data_dir, a.protocol, a.klass, spec, max_train_images=a.max_train_images, seed=a.seed)  # type: ignore[arg-type]
     assert sp.test is not None
     rng = seed_everything(a.seed)
@@ -267,7 +268,7 @@ def main() -> None:
             val_stats |= {"feat": float(vs["feat"].mean()), "latent_cv": float(vs["latent"].std() / max(vs["latent"].mean(), 1e-12)),
                           "pbn_recon": float(pval["recon"].mean()), "pbn_latent": float(pvs["latent"].mean())}
         row = {"protocol": a.protocol, "class": a.klass, "seed": a.seed, "epoch": epoch, "range": [a.input_low, a.input_high],
-               "lr": a.lr, "cosine": a.cosine, "adv_loss": a.adv_loss, "seconds": round(time.monotonic() - t0, 1),
+               "lr": a.lr, "cosine": a.cosine, "resize": a.resize, "adv_loss": a.adv_loss, "seconds": round(time.monotonic() - t0, 1),
                "test_auroc": {k: round(float(roc_auc_score(sp.test.y, v)), 4) for k, v in ts.items()},
                "val": val_stats,  # validation-only statistics (candidates for selection rules)
                "pseudo": pseudo_auroc}

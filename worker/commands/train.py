@@ -16,7 +16,7 @@ from tqdm import tqdm
 from worker.artifact import save_artifact
 from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, check_one_weight_average, resolve_device
 from worker.data.datasets import Protocol, Splits, folder_splits, idx_splits
-from worker.data.images import InputSpec, default_value_range
+from worker.data.images import InputSpec, ResizePolicy, default_value_range
 from worker.errors import UserError
 from worker.model import AdvLoss, GanomalyConfig, Scorer
 from worker.training.fit import EpochStats, SelectBy, TrainConfig, clear_resume_state, fit, score_tensor
@@ -54,6 +54,7 @@ class TrainSettings(BaseSettings):
     input_low: float | None = Field(None, description="pixel value 0 maps to this (default: -0.4242 for the latent score, MNIST-style mean/std; -1 for recon and hybrid)")
     input_high: float | None = Field(None, description="pixel value 255 maps to this (default: 2.8215 for the latent score; 1 for recon and hybrid)")
     isize: int = Field(32, ge=16, multiple_of=16)
+    resize: ResizePolicy = Field("bilinear-stretch", description="how images reach isize x isize: bilinear-stretch (the original's), letterbox (aspect kept, padded) or pad (letterbox that never enlarges)")
     channels: int = Field(1, description="1 or 3")
     nz: int = Field(100, ge=1)
     ngf: int = Field(64, ge=1)
@@ -89,7 +90,7 @@ def run(s: TrainSettings) -> dict[str, Any]:
     if not high > low:
         msg = f"--input-high ({high}) must be above --input-low ({low})"
         raise UserError(msg)
-    spec = InputSpec(isize=s.isize, channels=s.channels, value_range=(low, high))
+    spec = InputSpec(isize=s.isize, channels=s.channels, value_range=(low, high), resize=s.resize)
     t0 = time.monotonic()
     splits = load_splits(s, spec)
     log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -18,6 +18,13 @@ from PIL import Image, ImageFile
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ChannelPolicy = Literal["convert", "strict"]
+# How an image reaches the model's isize x isize (shipped in the artifact's input spec):
+# - bilinear-stretch: resized to the square with PIL bilinear, aspect ratio not kept (the original code's)
+# - letterbox: the longer side resized to isize, aspect ratio kept, the rest padded with pixel 0
+# - pad: as letterbox but never enlarged; a smaller image sits unresampled in the centre of a
+#   pixel-0 square (no interpolation blur; Fashion-MNIST's 28x28 gets a 2-pixel border)
+ResizePolicy = Literal["bilinear-stretch", "letterbox", "pad"]
+RESIZE_POLICIES: tuple[str, ...] = get_args(ResizePolicy)
 
 
 class BadImage(ValueError):
@@ -51,7 +58,13 @@ class InputSpec:
     isize: int = 32
     channels: int = 1
     value_range: tuple[float, float] = TANH_RANGE
-    resize: str = "bilinear-stretch"  # resize to isize x isize with PIL bilinear, no crop
+    resize: ResizePolicy = "bilinear-stretch"
+
+    def __post_init__(self) -> None:
+        # an artifact from a newer release may name a policy this one lacks: refuse, never guess
+        if self.resize not in RESIZE_POLICIES:
+            msg = f"unknown resize policy {self.resize!r} (known: {', '.join(RESIZE_POLICIES)})"
+            raise ValueError(msg)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,13 +95,29 @@ def array_to_input(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
     alike) so that a PNG of a dataset image scores exactly like the array.
     """
     mode = "L" if arr.ndim == 2 else "RGB"
-    im = Image.fromarray(arr, mode=mode)
-    if im.size != (spec.isize, spec.isize):
-        im = im.resize((spec.isize, spec.isize), Image.Resampling.BILINEAR)
+    im = _fit(Image.fromarray(arr, mode=mode), spec)
     out = np.asarray(im, dtype=np.float32)
     out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
     lo, hi = spec.value_range
     return np.ascontiguousarray(out * ((hi - lo) / 255.0) + lo, dtype=np.float32)
+
+
+def _fit(im: Image.Image, spec: InputSpec) -> Image.Image:
+    """``im`` brought to isize x isize by the spec's resize policy."""
+    n = spec.isize
+    if im.size == (n, n):
+        return im
+    if spec.resize == "bilinear-stretch":
+        return im.resize((n, n), Image.Resampling.BILINEAR)
+    w, h = im.size
+    scale = n / max(w, h)
+    if spec.resize == "pad":
+        scale = min(scale, 1.0)
+    if scale != 1.0:
+        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    canvas = Image.new(im.mode, (n, n), 0)
+    canvas.paste(im, ((n - im.width) // 2, (n - im.height) // 2))
+    return canvas
 
 
 def decode_image(data: bytes, spec: InputSpec, limits: DecodeLimits | None = None) -> np.ndarray:
