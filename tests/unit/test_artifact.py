@@ -85,3 +85,17 @@ def test_missing_artifact_refused(tmp_path: Path) -> None:
     (tmp_path / "a" / "model.safetensors").unlink()
     with pytest.raises(ArtifactError, match="no model.safetensors"):
         load_artifact(tmp_path / "a")
+
+
+def test_unknown_resize_policy_refused(tmp_path: Path) -> None:
+    # an artifact from a newer release whose policy this one lacks: decoding it another way would score garbage
+    _save(tmp_path / "a")
+    mf = tmp_path / "a" / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["input"]["resize"] = "crop-centre"
+    from worker.artifact import _version_of
+
+    m["version"] = _version_of(m)
+    mf.write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="resize policy"):
+        load_artifact(tmp_path / "a")

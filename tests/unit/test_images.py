@@ -54,3 +54,39 @@ def test_custom_value_range_reaches_the_model_input() -> None:
     x = decode_image(_png(arr), spec)
     assert x.min() == pytest.approx(-0.4242) and x.max() == pytest.approx(2.8215)
     assert InputSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_pad_policy_centres_a_small_image_unresampled() -> None:
+    arr = np.random.default_rng(1).integers(1, 256, (28, 28), dtype=np.uint8)
+    spec = InputSpec(resize="pad")
+    x = array_to_input(arr, spec)[0]
+    inner = np.zeros((32, 32), bool)
+    inner[2:30, 2:30] = True
+    assert (x[~inner] == -1.0).all()  # the 2-pixel border is pixel 0
+    assert np.allclose(x[inner].reshape(28, 28), arr / 255 * 2 - 1, atol=1e-6)  # no interpolation
+    # the stretch of the same image interpolates: its pixels are not the array's
+    assert not np.allclose(array_to_input(arr, InputSpec())[0, 2:30, 2:30], x[2:30, 2:30], atol=1e-3)
+    assert np.array_equal(decode_image(_png(arr), spec)[0], x)  # the worker's bytes path agrees
+
+
+@pytest.mark.parametrize("policy", ["letterbox", "pad"])
+def test_letterbox_and_pad_keep_the_aspect_ratio_of_a_large_frame(policy: str) -> None:
+    frame = np.full((40, 80), 200, dtype=np.uint8)  # 2:1, larger than the input: both policies shrink it
+    x = array_to_input(frame, InputSpec(resize=policy))[0]  # type: ignore[arg-type]
+    rows = (x > 0).any(axis=1)
+    assert rows.sum() == 16 and rows[8:24].all()  # 32 wide -> 16 high, centred, the rest pixel 0
+    assert (x[:8] == -1).all() and (x[24:] == -1).all()
+    stretched = array_to_input(frame, InputSpec())[0]
+    assert (stretched > 0).all()  # the stretch fills the square, distorting the frame
+
+
+def test_letterbox_enlarges_a_small_image_and_pad_does_not() -> None:
+    arr = np.full((8, 16), 255, dtype=np.uint8)
+    lb = array_to_input(arr, InputSpec(resize="letterbox"))[0]
+    pd = array_to_input(arr, InputSpec(resize="pad"))[0]
+    assert (lb > 0).sum() == 32 * 16 and (pd > 0).sum() == 8 * 16
+
+
+def test_unknown_resize_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown resize policy"):
+        InputSpec.from_dict({"isize": 32, "channels": 1, "value_range": [-1, 1], "resize": "crop-centre"})
