@@ -80,6 +80,7 @@ def test_poison_goes_to_dead_letters_and_good_images_around_it_are_scored(broker
         assert w.terminate() == 0
     got = {d.key.decode(): d for d in dead}
     assert set(got) == {f"poison:{n}" for n in corpus}
+    version = load_artifact(tiny_model).version
     for name, (data, reason) in corpus.items():
         rec = got[f"poison:{name}"]
         h = {k: v.decode() for k, v in rec.headers}
@@ -87,6 +88,7 @@ def test_poison_goes_to_dead_letters_and_good_images_around_it_are_scored(broker
         assert h["dlq-reason"] == reason, f"{name}: {h}"
         assert h["dlq-topic"] == topics.input and int(h["dlq-offset"]) >= 0 and h["dlq-error-message"]
         assert h["custom"] == "kept" and h["source"] == "line-1"
+        assert h["dlq-model-version"] == version, f"{name}: {h}"
     assert sorted(json.loads(r.value)["image_id"] for r in results) == sorted(good)
 
 
@@ -175,6 +177,7 @@ def test_images_the_model_cannot_score_go_to_dead_letters_and_the_partition_move
     assert all(np.isfinite(json.loads(r.value)["score"]) for r in results)
     assert {d.key.decode(): d.value for d in dead} == garments  # original bytes, one dead letter each
     assert {dict(d.headers)["dlq-reason"] for d in dead} == {b"non_finite_score"}
+    assert {dict(d.headers)["dlq-model-version"] for d in dead} == {load_artifact(broken).version.encode()}
     c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
     assert c.committed(TopicPartition(topics.input, 0)) == 12, "the partition stopped at an image the model could not score"
     c.close()

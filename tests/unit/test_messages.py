@@ -1,6 +1,10 @@
 import json
+import threading
+from pathlib import Path
 
-from worker.stream.messages import Alert, InputRef, Result, all_schemas, fingerprint, severity
+from worker.stream.messages import Alert, DeadLetterHeaders, InputRef, Result, all_schemas, fingerprint, severity
+from worker.stream.sinks.kafka_sink import KafkaSink
+from worker.stream.sinks.outputs import DeadLetter, OutputBatch
 
 
 def _result(score: float = 2.0) -> Result:
@@ -31,3 +35,24 @@ def test_schemas_are_generated_from_the_models() -> None:
     s = all_schemas()
     assert set(s) == {"result", "alert", "dead-letter-headers", "worker-status", "feedback"}
     assert "model_version" in s["result"]["properties"] and "dlq-reason" in s["dead-letter-headers"]["properties"]
+
+
+def test_committed_schemas_match_the_code() -> None:
+    # consumers read docs/schemas; a contract change without `ganomaly schemas --out docs/schemas` fails here
+    committed = Path(__file__).parents[2] / "docs" / "schemas"
+    for name, schema in all_schemas().items():
+        assert json.loads((committed / f"{name}.schema.json").read_text()) == schema, f"docs/schemas/{name}.schema.json is stale"
+
+
+def test_each_dead_letter_names_the_model_that_refused_it() -> None:
+    # A hot swap can land between a refusal and the write: one output batch then holds letters of
+    # two models, and each must name its own, not whichever model serves when the batch is written.
+    sink = KafkaSink(None, results_topic="r", alerts_topic="a", dlq_topic="d", shadow_topic="s",  # type: ignore[arg-type]
+                     worker_id="w", abort=threading.Event(), backoff_max_s=1, timeout_s=1)
+    dead = [DeadLetter("images", 0, off, b"k", b"\x89PNG", [("source", b"cam")], "truncated", "OSError", "cut", version)
+            for off, version in ((7, "m-old"), (8, "m-new"))]
+    sends = sink._sends(OutputBatch(results=[_result()], keys=[b"img-1"], dead=dead))
+    letters = [kw for topic, kw in sends if topic == "d"]
+    parsed = [DeadLetterHeaders.model_validate({k: v.decode() for k, v in kw["headers"]}) for kw in letters]
+    assert [(h.dlq_offset, h.dlq_model_version) for h in parsed] == [(7, "m-old"), (8, "m-new")]
+    assert all(kw["value"] == b"\x89PNG" and ("source", b"cam") in kw["headers"] for kw in letters)

@@ -163,25 +163,24 @@ class Worker:
             tp = TopicPartition(rec.topic, rec.partition)
             if not self.tracker.is_tracked(tp, rec.offset):
                 continue  # partition revoked meanwhile: the new owner scores it
+            # The model is read per record: a hot swap may bring one with another input spec, and
+            # a dead letter names the model whose spec refused the image.
+            model = self.models.current()
             try:
                 # Anything logged while handling this record carries its coordinates.
                 with bound_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset):
-                    x = self._decode(rec)
+                    x = decode_image(rec.value or b"", model.artifact.input_spec, self.limits)
                 self.ready_q.put(Decoded(rec, x, time.monotonic()))
             except BadImage as e:
-                self._put_out(self._dead_letter(rec, e.reason, e))
+                self._put_out(self._dead_letter(rec, Failure.of(e.reason, e), model.version))
             except Exception as e:  # noqa: BLE001 - any decoder crash is this record's problem, not the partition's
-                self._put_out(self._dead_letter(rec, "decode_error", e))
-
-    def _decode(self, rec: Any) -> np.ndarray:
-        # The spec is read per record: a hot swap may bring a model with another input size.
-        return decode_image(rec.value or b"", self.models.current().artifact.input_spec, self.limits)
+                self._put_out(self._dead_letter(rec, Failure.of("decode_error", e), model.version))
 
     @staticmethod
-    def _dead_letter(rec: Any, reason: str, err: Exception | Failure) -> DeadLetter:
-        cls, msg = (err.error_class, err.message) if isinstance(err, Failure) else (type(err).__name__, str(err))
+    def _dead_letter(rec: Any, failure: Failure, model_version: str) -> DeadLetter:
         return DeadLetter(rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"",
-                          [(k, v) for k, v in rec.headers or [] if v is not None], reason, cls, msg)
+                          [(k, v) for k, v in rec.headers or [] if v is not None], failure.reason, failure.error_class, failure.message,
+                          model_version)
 
     def _put_out(self, item: OutputBatch | DeadLetter) -> None:
         while not self.abort.is_set():
@@ -218,7 +217,7 @@ class Worker:
             for i, f in sorted(failures.items()):
                 rec = items[i].rec
                 log.error("scoring_failed", topic=rec.topic, partition=rec.partition, offset=rec.offset, reason=f.reason, error=f.message[:200])
-                dead.append(self._dead_letter(rec, f.reason, f))
+                dead.append(self._dead_letter(rec, f, model.version))
             if failures:  # the usual batch has none: no copy of the batch on the hot path
                 keep = [i for i in range(len(items)) if i not in failures]
                 x, items, scores = x[keep], [items[i] for i in keep], scores[keep]
@@ -257,7 +256,7 @@ class Worker:
                 try:
                     d = Decoded(d.rec, decode_image(d.rec.value or b"", spec, self.limits), d.polled_at)
                 except BadImage as e:
-                    self._put_out(self._dead_letter(d.rec, e.reason, e))
+                    self._put_out(self._dead_letter(d.rec, Failure.of(e.reason, e), model.version))
                     continue
             kept.append(d)
         return kept
@@ -302,7 +301,7 @@ class Worker:
             model = self.models.current()
             t0 = time.monotonic()
             try:
-                kafka_sink.write(batch, model.version)
+                kafka_sink.write(batch)
                 status = self._status(model)
                 redis_sink.write(batch, status)
             except Aborted:

@@ -25,6 +25,10 @@ class Failure:
     error_class: str
     message: str
 
+    @classmethod
+    def of(cls, reason: str, error: BaseException) -> Failure:
+        return cls(reason, type(error).__name__, str(error))
+
 
 def score_isolating_failures(score: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor) -> tuple[np.ndarray, dict[int, Failure]]:
     """Scores for ``x`` (NaN where failed) and the failures by index."""
@@ -38,7 +42,7 @@ def score_isolating_failures(score: Callable[[torch.Tensor], np.ndarray], x: tor
             try:
                 scores[i] = float(np.asarray(score(x[i : i + 1]), dtype=np.float64)[0])
             except Exception as e:  # noqa: BLE001 - whatever it is, it is this image's, not the partition's
-                failures[i] = Failure("model_error", type(e).__name__, str(e))
+                failures[i] = Failure.of("model_error", e)
     for i in np.flatnonzero(~np.isfinite(scores)).tolist():
         # a NaN compares False with any threshold, so it would pass as normal: never let it through
         failures.setdefault(i, Failure("non_finite_score", "ValueError", f"the model scored this image {scores[i]}"))

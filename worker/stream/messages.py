@@ -123,7 +123,7 @@ class DeadLetterHeaders(BaseModel):
     dlq_partition: int = Field(alias=H_DLQ_PARTITION)
     dlq_offset: int = Field(alias=H_DLQ_OFFSET)
     dlq_worker: str = Field(alias=H_DLQ_WORKER)
-    dlq_model_version: str = Field(alias=H_DLQ_MODEL)
+    dlq_model_version: str = Field(alias=H_DLQ_MODEL, description="the model that refused the input: its input spec (decoding) or its forward pass (scoring)")
 
 
 class WorkerStatus(BaseModel):

@@ -23,7 +23,7 @@ class KafkaSink:
         self.backoff_max_s = backoff_max_s
         self.timeout_s = timeout_s
 
-    def _sends(self, batch: OutputBatch, model_version: str) -> list[tuple[str, dict[str, Any]]]:
+    def _sends(self, batch: OutputBatch) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         for r, key in zip(batch.results, batch.keys, strict=True):
             hdrs = [("model-version", r.model_version.encode()), ("input", r.id.encode())]
@@ -46,13 +46,13 @@ class KafkaSink:
                 (m.H_DLQ_PARTITION, str(d.partition).encode()),
                 (m.H_DLQ_OFFSET, str(d.offset).encode()),
                 (m.H_DLQ_WORKER, self.worker_id.encode()),
-                (m.H_DLQ_MODEL, model_version.encode()),
+                (m.H_DLQ_MODEL, d.model_version.encode()),
             ]
             out.append((self.dlq_topic, {"key": d.key, "value": d.value, "headers": hdrs}))
         return out
 
-    def write(self, batch: OutputBatch, model_version: str) -> None:
-        pending = self._sends(batch, model_version)
+    def write(self, batch: OutputBatch) -> None:
+        pending = self._sends(batch)
 
         def attempt() -> None:
             nonlocal pending

@@ -18,6 +18,7 @@ class DeadLetter:
     reason: str
     error_class: str
     message: str
+    model_version: str  # the model that refused it: its input spec (decoding) or its forward pass (scoring)
     attempts: int = 1
 
 
