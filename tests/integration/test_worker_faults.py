@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -126,6 +127,42 @@ def test_redis_outage_waits_and_loses_nothing(broker: str, prefix: str, tiny_mod
     assert len(stream_fps) == len(set(stream_fps)) == len(anomalies), "alerts lost or duplicated across the outage"
 
 
+def test_a_full_or_read_only_redis_makes_the_worker_wait_and_lose_nothing(broker: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
+    # Redis is up but refuses writes: full under noeviction (OOM), then demoted to a replica as in
+    # a failover (READONLY). Either must hold the offsets back, not kill the sink or skip results.
+    port = free_port()
+    rproc = start_redis(port, dir_=tmp_path / "redis")
+    url = f"redis://127.0.0.1:{port}/0"
+    rc = redis.Redis.from_url(url)
+    topics = Topics(broker, partitions=1)
+    try:
+        rc.config_set("maxmemory-policy", "noeviction")
+        rc.config_set("maxmemory", 1)  # every write is refused with OOM
+        with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=url, prefix=prefix, log=tmp_path / "w.log",
+                        GANOMALY_MAX_BATCH_SIZE=16, GANOMALY_RETRY_BACKOFF_MAX_S=0.5) as w:
+            w.wait_for('"partitions_assigned"')
+            sent = produce_fmnist(broker, topics.input, 60, data_dir=FMNIST)
+            w.wait_for('"error": "OutOfMemoryError', timeout_s=30)  # retrying, not dead
+            time.sleep(1)
+            assert w.proc.poll() is None and not list(rc.scan_iter(f"{prefix}:result:*"))
+            rc.config_set("maxmemory", 0)
+            rc.replicaof("127.0.0.1", free_port())  # a primary that is not there: writes get READONLY
+            w.wait_for('"error": "ReadOnlyError', timeout_s=30)
+            assert w.proc.poll() is None, "worker died while Redis refused writes"
+            rc.replicaof("NO", "ONE")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(list(rc.scan_iter(f"{prefix}:result:*", count=1000))) < len(sent):
+                time.sleep(0.3)
+            assert w.terminate() == 0
+        keys = {k.decode().split(":result:")[1] for k in rc.scan_iter(f"{prefix}:result:*", count=1000)}
+    finally:
+        stop(rproc)
+    assert {f"{topics.input}:0:{o}" for o in range(len(sent))} == keys
+    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
+    assert c.committed(TopicPartition(topics.input, 0)) == len(sent)
+    c.close()
+
+
 def test_sigterm_mid_stream_commits_exactly_what_was_written(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
     topics = Topics(broker, partitions=3)
     produce_fmnist(broker, topics.input, 900, data_dir=FMNIST)
@@ -180,4 +217,39 @@ def test_images_the_model_cannot_score_go_to_dead_letters_and_the_partition_move
     assert {dict(d.headers)["dlq-model-version"] for d in dead} == {load_artifact(broken).version.encode()}
     c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
     assert c.committed(TopicPartition(topics.input, 0)) == 12, "the partition stopped at an image the model could not score"
+    c.close()
+
+
+def test_a_dead_letter_too_large_for_its_topic_goes_without_its_bytes_and_the_partition_moves_on(
+        broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
+    # The input topic may take larger records than the dead-letter topic (here: the worker's
+    # producer takes at most 200 kB). Retrying such a letter forever would stop every partition.
+    topics = Topics(broker, partitions=1)
+    images, _ = load_split(FMNIST, "t10k")
+    junk = np.random.default_rng(0).integers(0, 256, 500_000, dtype=np.uint8).tobytes()  # undecodable, 500 kB
+    with ImagePublisher(broker, topics.input) as pub:
+        pub.publish(encode_png(images[0]), key="before")
+        pub.publish(junk, key="junk", source="line-1")
+        pub.publish(encode_png(images[1]), key="after")
+    with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
+                    GANOMALY_PRODUCER_MAX_REQUEST_BYTES=200_000) as w:
+        dead = read_topic(broker, topics.dlq, want=1, timeout_s=60)
+        results = read_topic(broker, topics.results, want=2, timeout_s=60)
+        assert w.terminate() == 0
+        assert '"dead_letter_value_omitted"' in w.logs()
+    assert sorted(json.loads(r.value)["image_id"] for r in results) == ["after", "before"]
+    assert len(dead) == 1 and dead[0].key == b"junk" and dead[0].value == b""
+    h = {k: v.decode() for k, v in dead[0].headers}
+    assert h["dlq-reason"] == "undecodable" and h["dlq-value-omitted"] == "too_large" and h["source"] == "line-1"
+    assert int(h["dlq-value-bytes"]) == len(junk)
+    # the letter says where the original is, and its hash checks the copy fetched from there
+    c = KafkaConsumer(bootstrap_servers=[broker], enable_auto_commit=False)
+    tp = TopicPartition(h["dlq-topic"], int(h["dlq-partition"]))
+    c.assign([tp])
+    c.seek(tp, int(h["dlq-offset"]))
+    original = next(r for recs in c.poll(timeout_ms=10_000).values() for r in recs)
+    c.close()
+    assert original.value == junk and hashlib.sha256(original.value).hexdigest() == h["dlq-value-sha256"]
+    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
+    assert c.committed(TopicPartition(topics.input, 0)) == 3, "the partition stopped at the oversized dead letter"
     c.close()

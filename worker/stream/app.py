@@ -398,7 +398,8 @@ class Worker:
         producer = retry_until_done(
             lambda: make_producer(common, linger_ms=s.producer_linger_ms,
                                   compression_type=None if s.producer_compression == "none" else s.producer_compression,
-                                  delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2)),
+                                  delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2),
+                                  max_request_size=s.producer_max_request_bytes),
             what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
         kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic, shadow_topic=s.shadow_topic,

@@ -27,6 +27,10 @@ H_DLQ_PARTITION = "dlq-partition"
 H_DLQ_OFFSET = "dlq-offset"
 H_DLQ_WORKER = "dlq-worker"
 H_DLQ_MODEL = "dlq-model-version"
+# Only when the dead-letter topic refused the original bytes as too large (see DeadLetterHeaders).
+H_DLQ_VALUE_OMITTED = "dlq-value-omitted"
+H_DLQ_VALUE_BYTES = "dlq-value-bytes"
+H_DLQ_VALUE_SHA256 = "dlq-value-sha256"
 
 
 class InputRef(BaseModel):
@@ -124,6 +128,12 @@ class DeadLetterHeaders(BaseModel):
     dlq_offset: int = Field(alias=H_DLQ_OFFSET)
     dlq_worker: str = Field(alias=H_DLQ_WORKER)
     dlq_model_version: str = Field(alias=H_DLQ_MODEL, description="the model that refused the input: its input spec (decoding) or its forward pass (scoring)")
+    dlq_value_omitted: Literal["too_large"] | None = Field(
+        None, alias=H_DLQ_VALUE_OMITTED,
+        description="set when the original bytes were too large for the dead-letter topic (the producer's max request or the broker's "
+                    "limit): the value is then empty and the original stays at dlq-topic/partition/offset until the input's retention ends")
+    dlq_value_bytes: int | None = Field(None, alias=H_DLQ_VALUE_BYTES, description="size of the omitted original")
+    dlq_value_sha256: str | None = Field(None, alias=H_DLQ_VALUE_SHA256, description="SHA-256 of the omitted original, to check a fetched copy")
 
 
 class WorkerStatus(BaseModel):

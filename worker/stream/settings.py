@@ -38,6 +38,10 @@ class WorkerSettings(BaseSettings):
     producer_linger_ms: int = Field(5, ge=0)
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     delivery_timeout_ms: int = Field(30_000, ge=1000, description="per send; a failed send is retried by the worker")
+    producer_max_request_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024,
+        description="largest record the worker writes; a dead letter whose original bytes are larger (or larger than the broker takes "
+                    "for the dead-letter topic) is written without them, with their size and SHA-256")
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

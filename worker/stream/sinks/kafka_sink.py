@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
+import structlog
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from worker.stream import messages as m
 from worker.stream.retry import retry_until_done
 from worker.stream.sinks.outputs import OutputBatch
+
+log = structlog.get_logger("worker")
+# The producer's own max_request_size (raised by send) or the broker's limit for the topic (a failed future).
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 class KafkaSink:
@@ -56,12 +62,23 @@ class KafkaSink:
 
         def attempt() -> None:
             nonlocal pending
-            futures = [(t, kw, self.producer.send(t, **kw)) for t, kw in pending]
+            futures = []
+            for t, kw in pending:
+                try:
+                    fut = self.producer.send(t, **kw)
+                except _TOO_LARGE:
+                    if not self._sheddable(t, kw):
+                        raise
+                    kw = self._without_value(kw)
+                    fut = self.producer.send(t, **kw)
+                futures.append((t, kw, fut))
             self.producer.flush(timeout=self.timeout_s)
             failed = []
             for t, kw, fut in futures:
                 try:
                     fut.get(timeout=self.timeout_s)
+                except _TOO_LARGE:
+                    failed.append((t, self._without_value(kw) if self._sheddable(t, kw) else kw))
                 except KafkaError:
                     failed.append((t, kw))
             if failed:
@@ -71,3 +88,20 @@ class KafkaSink:
 
         retry_until_done(attempt, what="kafka-produce", abort=self.abort, retry_on=(KafkaError, TimeoutError),
                          backoff_max_s=self.backoff_max_s)
+
+    def _sheddable(self, topic: str, kw: dict[str, Any]) -> bool:
+        """A dead letter still carrying its original bytes (the only record that can be too large)."""
+        return topic == self.dlq_topic and not any(k == m.H_DLQ_VALUE_OMITTED for k, _ in kw["headers"])
+
+    @staticmethod
+    def _without_value(kw: dict[str, Any]) -> dict[str, Any]:
+        # Retrying a record the topic will never take would stop every partition of the worker, and
+        # dropping it would lose the input silently. Without its bytes it still names the input
+        # (dlq-topic/partition/offset, where the original stays until retention) and its size and hash.
+        value: bytes = kw["value"]
+        hdrs = [*kw["headers"], (m.H_DLQ_VALUE_OMITTED, b"too_large"), (m.H_DLQ_VALUE_BYTES, str(len(value)).encode()),
+                (m.H_DLQ_VALUE_SHA256, hashlib.sha256(value).hexdigest().encode())]
+        h = {k: v.decode("utf-8", "replace") for k, v in kw["headers"]}
+        log.warning("dead_letter_value_omitted", topic=h.get(m.H_DLQ_TOPIC), partition=h.get(m.H_DLQ_PARTITION),
+                    offset=h.get(m.H_DLQ_OFFSET), value_bytes=len(value), reason=h.get(m.H_DLQ_REASON))
+        return {**kw, "value": b"", "headers": hdrs}

@@ -15,11 +15,19 @@ import time
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.stream import messages as m
 from worker.stream.retry import retry_until_done
 from worker.stream.sinks.outputs import OutputBatch
+
+# Outages: the server away, slow or loading (BusyLoadingError is a ConnectionError), and the
+# refusals of a server that is there but cannot take writes for now: full under a noeviction
+# policy (OOM), a demoted primary after a failover (READONLY), a replica cut off from its primary
+# (MASTERDOWN). All of them pass; waiting is right, skipping would lose results.
+RETRY_ON: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, OutOfMemoryError, ReadOnlyError,
+                                             MasterDownError)
 
 _SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -85,7 +93,7 @@ class RedisSink:
                 pipe.expire(key, self.status_ttl_s)
             return pipe.execute(raise_on_error=True)
 
-        out = retry_until_done(attempt, what="redis-write", abort=self.abort, retry_on=(RedisConnectionError, RedisTimeoutError, OSError),
+        out = retry_until_done(attempt, what="redis-write", abort=self.abort, retry_on=RETRY_ON,
                                backoff_max_s=self.backoff_max_s, on_retry=lambda _e: self._script_reset())
         self.alerts_added += sum(1 for v in out[: len(batch.results)] if v == 1)
 
