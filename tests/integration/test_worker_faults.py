@@ -163,6 +163,44 @@ def test_a_full_or_read_only_redis_makes_the_worker_wait_and_lose_nothing(broker
     c.close()
 
 
+def test_a_permanent_sink_fault_stops_the_worker_at_once_and_a_restart_after_the_fix_loses_nothing(
+        broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
+    # A key of the wrong type where the worker keeps a source's latest result: every write for
+    # that source fails with WRONGTYPE, which no retry mends. The worker must exit non-zero at
+    # once (not live on with a dead sink until a probe notices) and commit nothing unwritten.
+    rc = redis.Redis.from_url(redis_url)
+    rc.set(f"{prefix}:latest:line-1", "not a hash")
+    topics = Topics(broker, partitions=1)
+    images, _ = load_split(FMNIST, "t10k")
+    keys = [f"img:{i}" for i in range(20)]
+    with ImagePublisher(broker, topics.input) as pub:
+        for i, k in enumerate(keys):
+            pub.publish(encode_png(images[i]), key=k, source="line-1")
+    env = {"GANOMALY_DRAIN_TIMEOUT_S": 30}  # a crash must not wait out the drain budget
+    with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w1.log", **env) as w:
+        w.wait_for('"partitions_assigned"')
+        t0 = time.monotonic()
+        assert w.proc.wait(timeout=20) == 1
+        assert time.monotonic() - t0 < 15
+        logs = w.logs()
+        assert '"stage_crashed"' in logs and '"stage": "sink"' in logs and "WRONGTYPE" in logs
+    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
+    assert not c.committed(TopicPartition(topics.input, 0)), "offsets committed for results Redis never took"
+    c.close()
+    rc.delete(f"{prefix}:latest:line-1")  # the operator's fix
+    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)  # reads commits, never joins
+    with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w2.log", **env) as w:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and c.committed(TopicPartition(topics.input, 0)) != len(keys):
+            time.sleep(0.3)
+        assert w.terminate() == 0
+    assert c.committed(TopicPartition(topics.input, 0)) == len(keys)
+    c.close()
+    got = {json.loads(rc.get(k))["image_id"] for k in rc.scan_iter(f"{prefix}:result:*", count=1000)}
+    assert got == set(keys)
+    assert json.loads(rc.hget(f"{prefix}:latest:line-1", "result"))["image_id"] in keys
+
+
 def test_sigterm_mid_stream_commits_exactly_what_was_written(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path) -> None:
     topics = Topics(broker, partitions=3)
     produce_fmnist(broker, topics.input, 900, data_dir=FMNIST)

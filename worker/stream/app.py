@@ -82,6 +82,7 @@ class Worker:
         self.assignment: set[TopicPartition] = set()
         self.paused = False
         self._threads: list[threading.Thread] = []
+        self.crashed: str | None = None  # the stage whose unexpected error stopped the worker
         self.consumer: KafkaConsumer | None = None
         self._http = None
         self.on_acked: Any = None  # optional callback(list of end-to-end seconds) per output batch (benchmarks)
@@ -415,10 +416,9 @@ class Worker:
             what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         self._committed: dict[TopicPartition, int] = {}
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
-        self._threads = [threading.Thread(target=self._decode_loop, name=f"decode-{i}", daemon=True) for i in range(s.decode_threads)]
-        self._threads += [threading.Thread(target=self._score_loop, name="score", daemon=True),
-                          threading.Thread(target=self._watch_models, name="models", daemon=True),
-                          threading.Thread(target=self._sink_loop, args=(kafka_sink, redis_sink), name="sink", daemon=True)]
+        self._threads = [self._stage(f"decode-{i}", self._decode_loop) for i in range(s.decode_threads)]
+        self._threads += [self._stage("score", self._score_loop), self._stage("models", self._watch_models),
+                          self._stage("sink", lambda: self._sink_loop(kafka_sink, redis_sink))]
         for t in self._threads:
             t.start()
         log.info("started", worker=s.worker_id, model_version=self.models.current().version, threshold=self.models.current().threshold,
@@ -442,11 +442,32 @@ class Worker:
                     last_observe = now
         finally:
             self._shutdown(producer, rclient)
-        return 0
+        return 0 if self.crashed is None else 1
+
+    def _stage(self, name: str, loop: Callable[[], None]) -> threading.Thread:
+        """A pipeline thread whose unexpected error stops the whole worker at once.
+
+        Outages are retried inside the stages and bad records are dead-lettered, so what reaches
+        here is a bug or a permanent fault (a Redis key of the wrong type, say). A dead stage
+        would otherwise leave a live process that polls, pauses and never finishes anything
+        until a liveness probe notices; exiting non-zero lets the orchestrator restart it (and
+        show the crash loop) now. In-flight records stay uncommitted, so the restart redoes them.
+        """
+        def run() -> None:
+            try:
+                loop()
+            except Exception:  # any error: logged with its traceback, then everything stops
+                log.exception("stage_crashed", stage=name)
+                self.crashed = self.crashed or name
+                self.abort.set()
+                self.stop.set()
+
+        return threading.Thread(target=run, name=name, daemon=True)
 
     def _shutdown(self, producer: Any, rclient: redis.Redis) -> None:
         log.info("draining", in_flight=self.tracker.in_flight(), budget_s=self.s.drain_timeout_s)
-        drained = self.tracker.wait_drained(None, self.s.drain_timeout_s)
+        # after a crash nothing in flight can finish: waiting out the budget would only delay the restart
+        drained = self.tracker.wait_drained(None, 0 if self.crashed else self.s.drain_timeout_s)
         if not drained:
             log.warning("drain_budget_exceeded", in_flight=self.tracker.in_flight())
         self.abort.set()
@@ -460,7 +481,7 @@ class Worker:
         rclient.close()
         if self._http is not None:
             self._http.shutdown()
-        log.info("stopped", scored=self.scored_total, dead_letters=self.dead_total, drained=drained)
+        log.info("stopped", scored=self.scored_total, dead_letters=self.dead_total, drained=drained, crashed=self.crashed)
 
     def request_stop(self, *_: object) -> None:
         self.stop.set()
