@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,12 @@ from worker.data.idx import load_split
 from worker.devstack import free_port, start_redis, stop
 
 pytestmark = pytest.mark.integration
+
+
+def _metric(port: int, name: str) -> float:
+    """One sample's value from the worker's /metrics (0 when it has none yet)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + " ", name + "{")))
 
 
 def _wait_results(broker: str, topic: str, n: int, timeout_s: float) -> dict[str, list[dict]]:
@@ -138,13 +145,15 @@ def test_a_full_or_read_only_redis_makes_the_worker_wait_and_lose_nothing(broker
     try:
         rc.config_set("maxmemory-policy", "noeviction")
         rc.config_set("maxmemory", 1)  # every write is refused with OOM
+        mport = free_port()
         with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=url, prefix=prefix, log=tmp_path / "w.log",
-                        GANOMALY_MAX_BATCH_SIZE=16, GANOMALY_RETRY_BACKOFF_MAX_S=0.5) as w:
+                        GANOMALY_MAX_BATCH_SIZE=16, GANOMALY_RETRY_BACKOFF_MAX_S=0.5, GANOMALY_METRICS_PORT=mport) as w:
             w.wait_for('"partitions_assigned"')
             sent = produce_fmnist(broker, topics.input, 60, data_dir=FMNIST)
             w.wait_for('"error": "OutOfMemoryError', timeout_s=30)  # retrying, not dead
             time.sleep(1)
             assert w.proc.poll() is None and not list(rc.scan_iter(f"{prefix}:result:*"))
+            assert _metric(mport, 'ganomaly_output_retries_total{sink="redis"}') > 0  # what the alert rule watches
             rc.config_set("maxmemory", 0)
             rc.replicaof("127.0.0.1", free_port())  # a primary that is not there: writes get READONLY
             w.wait_for('"error": "ReadOnlyError', timeout_s=30)
@@ -269,10 +278,12 @@ def test_a_dead_letter_too_large_for_its_topic_goes_without_its_bytes_and_the_pa
         pub.publish(encode_png(images[0]), key="before")
         pub.publish(junk, key="junk", source="line-1")
         pub.publish(encode_png(images[1]), key="after")
+    port = free_port()
     with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
-                    GANOMALY_PRODUCER_MAX_REQUEST_BYTES=200_000) as w:
+                    GANOMALY_PRODUCER_MAX_REQUEST_BYTES=200_000, GANOMALY_METRICS_PORT=port) as w:
         dead = read_topic(broker, topics.dlq, want=1, timeout_s=60)
         results = read_topic(broker, topics.results, want=2, timeout_s=60)
+        assert _metric(port, "ganomaly_dead_letter_values_omitted_total") == 1  # what the alert rule watches
         assert w.terminate() == 0
         assert '"dead_letter_value_omitted"' in w.logs()
     assert sorted(json.loads(r.value)["image_id"] for r in results) == ["after", "before"]

@@ -404,9 +404,11 @@ class Worker:
             what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
         kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic, shadow_topic=s.shadow_topic,
-                               worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000)
+                               worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000,
+                               on_retry=lambda _e: self.metrics.retries.labels("kafka").inc(), on_value_omitted=self.metrics.values_omitted.inc)
         redis_sink = RedisSink(rclient, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
-                               status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s)
+                               status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s,
+                               on_retry=lambda _e: self.metrics.retries.labels("redis").inc())
         self.consumer = retry_until_done(
             lambda: make_consumer(
                 common, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,

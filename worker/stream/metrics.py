@@ -33,7 +33,9 @@ class WorkerMetrics:
         self.lag = Gauge("ganomaly_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r)
         self.paused = Gauge("ganomaly_paused_partitions", "Partitions paused for backpressure", registry=r)
         self.assigned = Gauge("ganomaly_assigned_partitions", "Partitions assigned to this worker", registry=r)
-        self.retries = Counter("ganomaly_output_retries_total", "Retried output writes", ["sink"], registry=r)
+        self.retries = Counter("ganomaly_output_retries_total", "Output writes retried (an outage or a refusal being waited out)", ["sink"], registry=r)
+        self.values_omitted = Counter("ganomaly_dead_letter_values_omitted_total",
+                                      "Dead letters written without their original bytes (too large for the dead-letter topic)", registry=r)
         self.commits = Counter("ganomaly_commits_total", "Offset commits", ["outcome"], registry=r)
         self.model_swaps = Counter("ganomaly_model_swaps_total", "Hot model switches", registry=r)
         self.model_refused = Counter("ganomaly_model_refused_total", "New model versions refused (corrupt, failed warm-up)", registry=r)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -21,8 +22,10 @@ _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 class KafkaSink:
     def __init__(self, producer: KafkaProducer, *, results_topic: str, alerts_topic: str, dlq_topic: str, shadow_topic: str, worker_id: str,
-                 abort: threading.Event, backoff_max_s: float, timeout_s: float) -> None:
+                 abort: threading.Event, backoff_max_s: float, timeout_s: float,
+                 on_retry: Callable[[BaseException], None] | None = None, on_value_omitted: Callable[[], None] | None = None) -> None:
         self.producer = producer
+        self.on_retry, self.on_value_omitted = on_retry, on_value_omitted
         self.results_topic, self.alerts_topic, self.dlq_topic, self.shadow_topic = results_topic, alerts_topic, dlq_topic, shadow_topic
         self.worker_id = worker_id
         self.abort = abort
@@ -87,14 +90,13 @@ class KafkaSink:
                 raise KafkaError(msg)
 
         retry_until_done(attempt, what="kafka-produce", abort=self.abort, retry_on=(KafkaError, TimeoutError),
-                         backoff_max_s=self.backoff_max_s)
+                         backoff_max_s=self.backoff_max_s, on_retry=self.on_retry)
 
     def _sheddable(self, topic: str, kw: dict[str, Any]) -> bool:
         """A dead letter still carrying its original bytes (the only record that can be too large)."""
         return topic == self.dlq_topic and not any(k == m.H_DLQ_VALUE_OMITTED for k, _ in kw["headers"])
 
-    @staticmethod
-    def _without_value(kw: dict[str, Any]) -> dict[str, Any]:
+    def _without_value(self, kw: dict[str, Any]) -> dict[str, Any]:
         # Retrying a record the topic will never take would stop every partition of the worker, and
         # dropping it would lose the input silently. Without its bytes it still names the input
         # (dlq-topic/partition/offset, where the original stays until retention) and its size and hash.
@@ -104,4 +106,6 @@ class KafkaSink:
         h = {k: v.decode("utf-8", "replace") for k, v in kw["headers"]}
         log.warning("dead_letter_value_omitted", topic=h.get(m.H_DLQ_TOPIC), partition=h.get(m.H_DLQ_PARTITION),
                     offset=h.get(m.H_DLQ_OFFSET), value_bytes=len(value), reason=h.get(m.H_DLQ_REASON))
+        if self.on_value_omitted is not None:
+            self.on_value_omitted()
         return {**kw, "value": b"", "headers": hdrs}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -66,8 +67,9 @@ class RedisKeys:
 
 class RedisSink:
     def __init__(self, client: redis.Redis, *, prefix: str, ttl_s: int, maxlen: int, status_ttl_s: int,
-                 abort: threading.Event, backoff_max_s: float) -> None:
+                 abort: threading.Event, backoff_max_s: float, on_retry: Callable[[BaseException], None] | None = None) -> None:
         self.client = client
+        self.on_retry = on_retry
         self.keys = RedisKeys(prefix)
         self.ttl_s, self.maxlen, self.status_ttl_s = ttl_s, maxlen, status_ttl_s
         self.abort = abort
@@ -94,13 +96,15 @@ class RedisSink:
             return pipe.execute(raise_on_error=True)
 
         out = retry_until_done(attempt, what="redis-write", abort=self.abort, retry_on=RETRY_ON,
-                               backoff_max_s=self.backoff_max_s, on_retry=lambda _e: self._script_reset())
+                               backoff_max_s=self.backoff_max_s, on_retry=self._retrying)
         self.alerts_added += sum(1 for v in out[: len(batch.results)] if v == 1)
 
-    def _script_reset(self) -> None:
+    def _retrying(self, error: BaseException) -> None:
         # After a Redis restart the script cache is empty; redis-py reloads on NOSCRIPT in pipelines
         # only if the script object is re-registered.
         self._script = self.client.register_script(_SCRIPT)
+        if self.on_retry is not None:
+            self.on_retry(error)
 
     def ping(self) -> bool:
         try:
