@@ -188,9 +188,7 @@ def test_a_permanent_sink_fault_stops_the_worker_at_once_and_a_restart_after_the
     env = {"GANOMALY_DRAIN_TIMEOUT_S": 30}  # a crash must not wait out the drain budget
     with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w1.log", **env) as w:
         w.wait_for('"partitions_assigned"')
-        t0 = time.monotonic()
-        assert w.proc.wait(timeout=20) == 1
-        assert time.monotonic() - t0 < 15
+        assert w.proc.wait(timeout=25) == 1  # well inside the 30 s drain budget a hung stage would wait out
         logs = w.logs()
         assert '"stage_crashed"' in logs and '"stage": "sink"' in logs and "WRONGTYPE" in logs
     c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
