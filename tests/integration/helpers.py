@@ -26,7 +26,16 @@ class Topics:
         tag = uuid.uuid4().hex[:8]
         self.input, self.results, self.alerts, self.dlq = (f"{n}-{tag}" for n in ("images", "results", "alerts", "dlq"))
         self.group = f"g-{tag}"
+        self.bootstrap = bootstrap
         ensure_topics({"bootstrap_servers": [bootstrap]}, [self.input, self.results, self.alerts, self.dlq], partitions)
+
+    def committed(self, partition: int = 0) -> int | None:
+        """The group's committed offset for an input partition (an offset fetch: never joins the group)."""
+        c = KafkaConsumer(bootstrap_servers=[self.bootstrap], group_id=self.group, enable_auto_commit=False)
+        try:
+            return c.committed(TopicPartition(self.input, partition))
+        finally:
+            c.close()
 
     def env(self) -> dict[str, str]:
         return {"GANOMALY_INPUT_TOPIC": self.input, "GANOMALY_RESULTS_TOPIC": self.results, "GANOMALY_ALERTS_TOPIC": self.alerts,

@@ -15,6 +15,7 @@ import pytest
 import redis
 import torch
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from producers import ImagePublisher, encode_png
 from tests.conftest import FMNIST
@@ -27,10 +28,11 @@ from worker.devstack import free_port, start_redis, stop
 pytestmark = pytest.mark.integration
 
 
-def _metric(port: int, name: str) -> float:
-    """One sample's value from the worker's /metrics (0 when it has none yet)."""
+def _metric(port: int, name: str, **labels: str) -> float:
+    """A sample's value from the worker's /metrics, summed over the children with these labels (0 when none yet)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + " ", name + "{")))
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and labels.items() <= s.labels.items())
 
 
 def _wait_results(broker: str, topic: str, n: int, timeout_s: float) -> dict[str, list[dict]]:
@@ -153,7 +155,7 @@ def test_a_full_or_read_only_redis_makes_the_worker_wait_and_lose_nothing(broker
             w.wait_for('"error": "OutOfMemoryError', timeout_s=30)  # retrying, not dead
             time.sleep(1)
             assert w.proc.poll() is None and not list(rc.scan_iter(f"{prefix}:result:*"))
-            assert _metric(mport, 'ganomaly_output_retries_total{sink="redis"}') > 0  # what the alert rule watches
+            assert _metric(mport, "ganomaly_output_retries_total", sink="redis") > 0  # what the alert rule watches
             rc.config_set("maxmemory", 0)
             rc.replicaof("127.0.0.1", free_port())  # a primary that is not there: writes get READONLY
             w.wait_for('"error": "ReadOnlyError', timeout_s=30)
@@ -167,9 +169,7 @@ def test_a_full_or_read_only_redis_makes_the_worker_wait_and_lose_nothing(broker
     finally:
         stop(rproc)
     assert {f"{topics.input}:0:{o}" for o in range(len(sent))} == keys
-    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
-    assert c.committed(TopicPartition(topics.input, 0)) == len(sent)
-    c.close()
+    assert topics.committed() == len(sent)
 
 
 def test_a_permanent_sink_fault_stops_the_worker_at_once_and_a_restart_after_the_fix_loses_nothing(
@@ -191,18 +191,14 @@ def test_a_permanent_sink_fault_stops_the_worker_at_once_and_a_restart_after_the
         assert w.proc.wait(timeout=25) == 1  # well inside the 30 s drain budget a hung stage would wait out
         logs = w.logs()
         assert '"stage_crashed"' in logs and '"stage": "sink"' in logs and "WRONGTYPE" in logs
-    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
-    assert not c.committed(TopicPartition(topics.input, 0)), "offsets committed for results Redis never took"
-    c.close()
+    assert not topics.committed(), "offsets committed for results Redis never took"
     rc.delete(f"{prefix}:latest:line-1")  # the operator's fix
-    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)  # reads commits, never joins
     with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w2.log", **env) as w:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and c.committed(TopicPartition(topics.input, 0)) != len(keys):
+        while time.monotonic() < deadline and topics.committed() != len(keys):
             time.sleep(0.3)
         assert w.terminate() == 0
-    assert c.committed(TopicPartition(topics.input, 0)) == len(keys)
-    c.close()
+    assert topics.committed() == len(keys)
     got = {json.loads(rc.get(k))["image_id"] for k in rc.scan_iter(f"{prefix}:result:*", count=1000)}
     assert got == set(keys)
     assert json.loads(rc.hget(f"{prefix}:latest:line-1", "result"))["image_id"] in keys
@@ -219,9 +215,7 @@ def test_sigterm_mid_stream_commits_exactly_what_was_written(broker: str, redis_
         assert w.terminate() == 0  # SIGTERM mid-stream
         assert '"stopped"' in w.logs() and '"drained": true' in w.logs().replace('"drained":true', '"drained": true')
     results = read_topic(broker, topics.results, settle_s=2)
-    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
-    committed = {p: c.committed(TopicPartition(topics.input, p)) or 0 for p in range(3)}
-    c.close()
+    committed = {p: topics.committed(p) or 0 for p in range(3)}
     written: dict[int, set[int]] = {p: set() for p in range(3)}
     for r in results:
         d = json.loads(r.value)
@@ -260,9 +254,7 @@ def test_images_the_model_cannot_score_go_to_dead_letters_and_the_partition_move
     assert {d.key.decode(): d.value for d in dead} == garments  # original bytes, one dead letter each
     assert {dict(d.headers)["dlq-reason"] for d in dead} == {b"non_finite_score"}
     assert {dict(d.headers)["dlq-model-version"] for d in dead} == {load_artifact(broken).version.encode()}
-    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
-    assert c.committed(TopicPartition(topics.input, 0)) == 12, "the partition stopped at an image the model could not score"
-    c.close()
+    assert topics.committed() == 12, "the partition stopped at an image the model could not score"
 
 
 def test_a_dead_letter_too_large_for_its_topic_goes_without_its_bytes_and_the_partition_moves_on(
@@ -297,6 +289,4 @@ def test_a_dead_letter_too_large_for_its_topic_goes_without_its_bytes_and_the_pa
     original = next(r for recs in c.poll(timeout_ms=10_000).values() for r in recs)
     c.close()
     assert original.value == junk and hashlib.sha256(original.value).hexdigest() == h["dlq-value-sha256"]
-    c = KafkaConsumer(bootstrap_servers=[broker], group_id=topics.group, enable_auto_commit=False)
-    assert c.committed(TopicPartition(topics.input, 0)) == 3, "the partition stopped at the oversized dead letter"
-    c.close()
+    assert topics.committed() == 3, "the partition stopped at the oversized dead letter"
