@@ -237,18 +237,13 @@ def main() -> None:
                 for k in ("latent", "recon")
             }
         val_stats = {"recon": float(val["recon"].mean()), "latent": float(vs["latent"].mean())}
-        if a.ibn:
-            ig = per_image_bn(g)
-            ivs, its = (scores(features(ig, None, x), {}, True) for x in (sp.val.x, sp.test.x))
+        variants = ({"ibn": per_image_bn(g)} if a.ibn else {}) | {f"ema{decay}": with_recomputed_bn(ema, ref_x, cpu, 64)
+                                                                  for decay, ema in emas.items()}
+        for name, vg in variants.items():  # another generator's latent and recon scores, beside the trained one's
+            vvs, vts = (scores(features(vg, None, x), {}, True) for x in (sp.val.x, sp.test.x))
             for k in ("latent", "recon"):
-                ts[f"ibn_{k}"] = its[k]
-                val_stats[f"ibn_{k}"] = float(ivs[k].mean())
-        for decay, ema in emas.items():
-            eg = with_recomputed_bn(ema, ref_x, cpu, 64)
-            evs, ets = (scores(features(eg, None, x), {}, True) for x in (sp.val.x, sp.test.x))
-            for k in ("latent", "recon"):
-                ts[f"ema{decay}_{k}"] = ets[k]
-                val_stats[f"ema{decay}_{k}"] = float(evs[k].mean())
+                ts[f"{name}_{k}"] = vts[k]
+                val_stats[f"{name}_{k}"] = float(vvs[k].mean())
         if not a.lean:
             pg = with_recomputed_bn(g, ref_x, cpu, 64)
             pref, pval, ptest = (features(pg, d, x) for x in (ref_x, sp.val.x, sp.test.x))
