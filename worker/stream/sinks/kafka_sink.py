@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from worker.stream import messages as m
+from worker.stream.kafka_io import headers_dict
 from worker.stream.retry import retry_until_done
 from worker.stream.sinks.outputs import OutputBatch
 
@@ -103,7 +104,7 @@ class KafkaSink:
         value: bytes = kw["value"]
         hdrs = [*kw["headers"], (m.H_DLQ_VALUE_OMITTED, b"too_large"), (m.H_DLQ_VALUE_BYTES, str(len(value)).encode()),
                 (m.H_DLQ_VALUE_SHA256, hashlib.sha256(value).hexdigest().encode())]
-        h = {k: v.decode("utf-8", "replace") for k, v in kw["headers"]}
+        h = headers_dict(kw["headers"])
         log.warning("dead_letter_value_omitted", topic=h.get(m.H_DLQ_TOPIC), partition=h.get(m.H_DLQ_PARTITION),
                     offset=h.get(m.H_DLQ_OFFSET), value_bytes=len(value), reason=h.get(m.H_DLQ_REASON))
         if self.on_value_omitted is not None:
