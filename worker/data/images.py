@@ -7,7 +7,6 @@ Every rejection raises :class:`BadImage` with a short machine-readable ``reason`
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
@@ -94,9 +93,12 @@ def array_to_input(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
     Resizing goes through PIL here for every source (IDX arrays and encoded bytes
     alike) so that a PNG of a dataset image scores exactly like the array.
     """
-    mode = "L" if arr.ndim == 2 else "RGB"
-    im = _fit(Image.fromarray(arr, mode=mode), spec)
-    out = np.asarray(im, dtype=np.float32)
+    return _image_to_input(Image.fromarray(arr, mode="L" if arr.ndim == 2 else "RGB"), spec)
+
+
+def _image_to_input(im: Image.Image, spec: InputSpec) -> np.ndarray:
+    """An ``L`` or ``RGB`` image -> float32 ``C×isize×isize`` in the spec's value range."""
+    out = np.asarray(_fit(im, spec), dtype=np.float32)
     out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
     lo, hi = spec.value_range
     return np.ascontiguousarray(out * ((hi - lo) / 255.0) + lo, dtype=np.float32)
@@ -127,19 +129,21 @@ def decode_image(data: bytes, spec: InputSpec, limits: DecodeLimits | None = Non
         raise BadImage("empty", "empty payload")
     if len(data) > lim.max_bytes:
         raise BadImage("too_large", f"payload of {len(data)} bytes exceeds max_bytes={lim.max_bytes}")
+    # The pixel bound is ours (max_pixels, from the header), not Pillow's global MAX_IMAGE_PIXELS:
+    # Pillow still refuses more than twice that (DecompressionBombError) before we look. Its warning
+    # is not turned into an error here, because warnings.catch_warnings changes process-wide state
+    # and is not safe in the worker's concurrent decode threads.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size  # header only: nothing decoded yet
-            if w * h > lim.max_pixels:
-                raise BadImage("bomb", f"{w}x{h} = {w * h} pixels exceeds max_pixels={lim.max_pixels}")
-            if min(w, h) < lim.min_side or max(w, h) / max(min(w, h), 1) > lim.max_aspect:
-                raise BadImage("dimensions", f"{w}x{h} outside min_side={lim.min_side}, max_aspect={lim.max_aspect}")
-            im.load()
+        im = Image.open(io.BytesIO(data))
+        w, h = im.size  # header only: nothing decoded yet
+        if w * h > lim.max_pixels:
+            raise BadImage("bomb", f"{w}x{h} = {w * h} pixels exceeds max_pixels={lim.max_pixels}")
+        if min(w, h) < lim.min_side or max(w, h) / max(min(w, h), 1) > lim.max_aspect:
+            raise BadImage("dimensions", f"{w}x{h} outside min_side={lim.min_side}, max_aspect={lim.max_aspect}")
+        im.load()
     except BadImage:
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
         raise BadImage("bomb", f"decompression bomb: {e}") from e
     except OSError as e:
         reason = "truncated" if "truncated" in str(e).lower() or "broken data stream" in str(e).lower() else "undecodable"
@@ -161,4 +165,4 @@ def _to_input(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.nda
         if policy == "strict":
             raise BadImage("channels", f"image mode {im.mode} ({len(im.getbands())} bands); the model expects {want}")
         im = im.convert(want)
-    return array_to_input(np.asarray(im, dtype=np.uint8), spec)
+    return _image_to_input(im, spec)
