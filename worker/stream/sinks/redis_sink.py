@@ -1,11 +1,12 @@
 """Results, latest-per-source, alert stream and worker status in Redis; idempotent per input.
 
-One Lua script per result makes the writes for that result atomic and safe to repeat:
-the per-result key is overwritten, the latest-per-source hash only moves forward in
-record time, and the alert is appended to the stream only the first time its
-fingerprint is seen (a redelivered anomaly does not raise a second alert). Keys of one
-result may live in different cluster slots; this targets a single Redis (or a
-proxy/Sentinel setup), not Redis Cluster.
+A Lua script makes the writes for each result atomic and safe to repeat: the
+per-result key is overwritten, the latest-per-source hash only moves forward in record
+time, and the alert is appended to the stream only the first time its fingerprint is
+seen (a redelivered anomaly does not raise a second alert). One script call covers up
+to ``CHUNK`` results: per call, redis-py's Python work (argument conversion, packing)
+is paid once instead of per result. Keys of one result may live in different cluster
+slots; this targets a single Redis (or a proxy/Sentinel setup), not Redis Cluster.
 """
 
 from __future__ import annotations
@@ -30,21 +31,31 @@ from worker.stream.sinks.outputs import OutputBatch
 RETRY_ON: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, OutOfMemoryError, ReadOnlyError,
                                              MasterDownError)
 
+# KEYS[1] is the alert stream, then three keys per result: its result key, its source's latest
+# key, its alert-seen key. ARGV[1] is the TTL, ARGV[2] the stream's MAXLEN, then five values per
+# result: body, is_anomaly ('1'/'0'), record timestamp, alert body, fingerprint. Returns one
+# 1/0 per result: whether its alert was appended now (0 for a redelivery or a normal image).
 _SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local cur = redis.call('HGET', KEYS[2], 'record_ts')
-if (not cur) or tonumber(cur) <= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[2], 'record_ts', ARGV[4], 'result', ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
-if ARGV[3] == '1' then
-  if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[2]) then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'fingerprint', ARGV[7], 'alert', ARGV[6])
-    return 1
+local ttl, maxlen = ARGV[1], ARGV[2]
+local added = {}
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local k, a = 2 + 3 * i, 3 + 5 * i
+  redis.call('SET', KEYS[k], ARGV[a], 'EX', ttl)
+  local cur = redis.call('HGET', KEYS[k + 1], 'record_ts')
+  if (not cur) or tonumber(cur) <= tonumber(ARGV[a + 2]) then
+    redis.call('HSET', KEYS[k + 1], 'record_ts', ARGV[a + 2], 'result', ARGV[a])
+    redis.call('EXPIRE', KEYS[k + 1], ttl)
+  end
+  added[i + 1] = 0
+  if ARGV[a + 1] == '1' and redis.call('SET', KEYS[k + 2], '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'fingerprint', ARGV[a + 4], 'alert', ARGV[a + 3])
+    added[i + 1] = 1
   end
 end
-return 0
+return added
 """
+# Results per script call: bounds how long one call holds the (single-threaded) server.
+CHUNK = 256
 
 
 class RedisKeys:
@@ -80,15 +91,15 @@ class RedisSink:
     def write(self, batch: OutputBatch, status: m.WorkerStatus | None = None) -> None:
         def attempt() -> list[object]:
             pipe = self.client.pipeline(transaction=False)  # each script call is atomic on its own
-            for r in batch.results:
-                body = r.to_json()
-                fp = m.fingerprint(r.input)
-                alert = m.Alert.from_result(r).to_json() if r.is_anomaly else b""
-                self._script(
-                    keys=[self.keys.result(r.id), self.keys.latest(r.source or "unknown"), self.keys.alerts, self.keys.alert_seen(fp)],
-                    args=[body, self.ttl_s, "1" if r.is_anomaly else "0", r.record_timestamp_ms, self.maxlen, alert, fp],
-                    client=pipe,
-                )
+            for start in range(0, len(batch.results), CHUNK):
+                keys: list[str] = [self.keys.alerts]
+                args: list[object] = [self.ttl_s, self.maxlen]
+                for r in batch.results[start : start + CHUNK]:
+                    fp = m.fingerprint(r.input)
+                    keys += [self.keys.result(r.id), self.keys.latest(r.source or "unknown"), self.keys.alert_seen(fp)]
+                    args += [r.to_json(), "1" if r.is_anomaly else "0", r.record_timestamp_ms,
+                             m.Alert.from_result(r).to_json() if r.is_anomaly else b"", fp]
+                self._script(keys=keys, args=args, client=pipe)
             if status is not None:
                 key = self.keys.worker(status.worker)
                 pipe.hset(key, mapping={k: str(v) for k, v in status.model_dump().items()})
@@ -97,7 +108,8 @@ class RedisSink:
 
         out = retry_until_done(attempt, what="redis-write", abort=self.abort, retry_on=RETRY_ON,
                                backoff_max_s=self.backoff_max_s, on_retry=self._retrying)
-        self.alerts_added += sum(1 for v in out[: len(batch.results)] if v == 1)
+        n_calls = -(-len(batch.results) // CHUNK)
+        self.alerts_added += sum(sum(flags) for flags in out[:n_calls])
 
     def _retrying(self, error: BaseException) -> None:
         # After a Redis restart the script cache is empty; redis-py reloads on NOSCRIPT in pipelines
