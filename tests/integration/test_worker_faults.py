@@ -70,8 +70,9 @@ def test_two_workers_split_partitions_and_survive_sigkill(broker: str, redis_url
     print(f"results per worker {dict(workers)}, duplicates after SIGKILL: {duplicates}")
 
 
+@pytest.mark.parametrize("decode_processes", [0, 2], ids=["decode-threads", "decode-processes"])
 def test_poison_goes_to_dead_letters_and_good_images_around_it_are_scored(broker: str, redis_url: str, prefix: str, tiny_model: Path,
-                                                                          tmp_path: Path) -> None:
+                                                                          tmp_path: Path, decode_processes: int) -> None:
     topics = Topics(broker, partitions=2)
     images, _ = load_split(FMNIST, "t10k")
     corpus = {name: (data, reason) for name, data, reason in poison_corpus()}
@@ -84,7 +85,7 @@ def test_poison_goes_to_dead_letters_and_good_images_around_it_are_scored(broker
                 good.append(k)
             pub.publish(data, key=f"poison:{name}", source="line-1", extra_headers={"custom": "kept"})
     with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
-                    GANOMALY_MAX_IMAGE_BYTES=1_000_000) as w:
+                    GANOMALY_MAX_IMAGE_BYTES=1_000_000, GANOMALY_DECODE_PROCESSES=decode_processes) as w:
         dead = read_topic(broker, topics.dlq, want=len(corpus), timeout_s=60)
         results = read_topic(broker, topics.results, want=len(good), timeout_s=60)
         assert w.terminate() == 0

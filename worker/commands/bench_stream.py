@@ -11,6 +11,8 @@ outputs acknowledged. Starts its own Tansu broker unless --bootstrap-servers is 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,10 +38,14 @@ class BenchStreamSettings(BaseSettings):
     pairs: str = Field("64:5,128:10,256:20", description="comma-separated max_batch_size:max_wait_ms")
     live_seconds: float = Field(5.0, ge=0, description="latency phase length (0 skips)")
     model: Path | None = Field(None, description="artifact to use (default: an untrained one of --shape; speed does not depend on weights)")
+    width: int = Field(64, ge=1, description="base width (ngf) of the untrained default model: 64 is GANomaly's; a small one (4) "
+                                             "costs almost nothing, so the run measures the pipeline's own ceiling, what a worker "
+                                             "whose accelerator scores for free would reach")
     bootstrap_servers: str | None = Field(None, description="use this broker instead of starting Tansu")
     redis_url: str = "redis://127.0.0.1:6379/0"
     partitions: int = Field(4, ge=1)
     decode_threads: int = Field(2, ge=1)
+    decode_processes: int = Field(0, ge=0, description="the worker's --decode-processes (0: decode in threads)")
     torch_threads: int | None = Field(None, ge=1, description="the worker's CPU scoring threads")
     device: str = "auto"
     amp: str | None = None
@@ -65,15 +71,28 @@ def _images(n: int, size: int, ch: int, data_dir: Path) -> list[bytes]:
     return out
 
 
-def _untrained_artifact(size: int, ch: int, root: Path) -> Path:
+def _untrained_artifact(size: int, ch: int, root: Path, width: int = 64) -> Path:
     from worker.artifact import save_artifact
     from worker.data.images import InputSpec
     from worker.model import GanomalyConfig, Generator, calibrate
 
-    g = Generator(GanomalyConfig(isize=size, nc=ch))
-    out = root / f"untrained-{size}x{ch}"
+    g = Generator(GanomalyConfig(isize=size, nc=ch, ngf=width))
+    out = root / f"untrained-{size}x{ch}-w{width}"
     save_artifact(out, g, InputSpec(isize=size, channels=ch), calibrate(np.linspace(0, 1, 100)), training={"note": "untrained, for benchmarks"})
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its live children (the worker's decode processes)."""
+    total = sum(os.times()[:2])
+    tick = os.sysconf("SC_CLK_TCK")
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()  # Linux-only, as is this bench
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -96,7 +115,7 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
     bootstrap = s.bootstrap_servers
     if bootstrap is None:
         proc, bootstrap = start_broker(log_path=tmp / "tansu.log")
-    model_path = s.model or _untrained_artifact(size, ch, tmp)
+    model_path = s.model or _untrained_artifact(size, ch, tmp, s.width)
     device = resolve_device(s.device)
     payloads = _images(s.images, size, ch, s.data_dir)
     art = load_artifact(model_path, device)
@@ -110,10 +129,11 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
             mbs_i, wait_f = int(mbs), float(wait)
             # Raw batched model throughput on the same images, in this process, with all intra-op threads.
             torch.set_num_threads(default_threads)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in range(0, len(decoded), mbs_i):
                 scorer.score(decoded[i : i + mbs_i].pin_memory() if device.type == "cuda" else decoded[i : i + mbs_i])
             raw = len(decoded) / (time.perf_counter() - t0)
+            raw_cpu_ms = 1000 * (time.process_time() - c0) / len(decoded)
             t0 = time.perf_counter()
             for i in range(0, len(payloads), mbs_i):
                 x = torch.from_numpy(np.stack([decode_image(p, art.input_spec) for p in payloads[i : i + mbs_i]]))
@@ -130,7 +150,7 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
                 bootstrap_servers=bootstrap, input_topic=topics["in"], results_topic=topics["res"], alerts_topic=topics["alr"],
                 dlq_topic=topics["dlq"], group_id=f"bench-{tag}", model=model_path, device=s.device, amp=s.amp, max_batch_size=mbs_i,
                 max_wait_ms=wait_f, redis_url=s.redis_url, redis_prefix=f"bench-{tag}", metrics_port=0, session_timeout_ms=3000,
-                heartbeat_interval_ms=500, decode_threads=s.decode_threads, torch_threads=s.torch_threads, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
+                heartbeat_interval_ms=500, decode_threads=s.decode_threads, decode_processes=s.decode_processes, torch_threads=s.torch_threads, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
                 result_ttl_s=600,
             )
             w = Worker(ws)
@@ -149,10 +169,14 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
             while not first and time.monotonic() < deadline:
                 time.sleep(0.001)
             t_start = time.perf_counter()  # first batch acknowledged: group joined, steady state begins
+            cpu_start = _cpu_seconds()
             n0 = len(lat)
             while len(lat) < s.images and time.monotonic() < deadline:
                 time.sleep(0.002)
             e2e = (len(lat) - n0) / (time.perf_counter() - t_start)
+            # CPU seconds of this process (all its threads) per image drained: steadier than images/s
+            # on a machine shared with others, and the cost a deployment pays per image.
+            cpu_ms = 1000 * (_cpu_seconds() - cpu_start) / max(1, len(lat) - n0)
             live: list[float] = []
             if s.live_seconds > 0:
                 rate = max(10.0, 0.5 * e2e)
@@ -184,6 +208,7 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
                 "bench": "stream", "shape": f"{size}x{size}x{ch}", "max_batch_size": mbs_i, "max_wait_ms": wait_f, "images": s.images,
                 "device": str(device), "raw_model_images_per_s": round(raw, 1), "decode_plus_score_images_per_s": round(decode_score, 1),
                 "end_to_end_images_per_s": round(e2e, 1), "ratio_to_raw": round(e2e / raw, 3),
+                "end_to_end_cpu_ms_per_image": round(cpu_ms, 3), "raw_model_cpu_ms_per_image": round(raw_cpu_ms, 3), "model_width": s.width, "decode_processes": s.decode_processes,
                 "live_rate_images_per_s": round(0.5 * e2e, 1) if live else None,
                 "latency_p50_ms": _pct(live, 50), "latency_p99_ms": _pct(live, 99), "torch_threads": torch.get_num_threads(),
             }

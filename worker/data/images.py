@@ -166,3 +166,20 @@ def _to_input(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.nda
             raise BadImage("channels", f"image mode {im.mode} ({len(im.getbands())} bands); the model expects {want}")
         im = im.convert(want)
     return _image_to_input(im, spec)
+
+
+def decode_many(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[np.ndarray | tuple[str, str, str]]:
+    """Each payload decoded on its own; a payload that cannot be is ``(reason, error class, message)``.
+
+    What one task of a decode process runs: plain values cross the process boundary, and one bad
+    image costs only its own entry.
+    """
+    out: list[np.ndarray | tuple[str, str, str]] = []
+    for data in payloads:
+        try:
+            out.append(decode_image(data, spec, limits))
+        except BadImage as e:
+            out.append((e.reason, type(e).__name__, str(e)))
+        except Exception as e:  # noqa: BLE001 - any decoder error is this payload's problem, not the chunk's
+            out.append(("decode_error", type(e).__name__, str(e)))
+    return out

@@ -25,6 +25,7 @@ from worker.data.images import BadImage, DecodeLimits, decode_image
 from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
 from worker.stream.batcher import next_batch
+from worker.stream.decode_pool import DecodePool
 from worker.stream.isolation import Failure, score_isolating_failures
 from worker.stream.kafka_io import ensure_topics, headers_dict, make_consumer, make_producer
 from worker.stream.metrics import Health, WorkerMetrics, serve_http
@@ -67,6 +68,8 @@ class Worker:
         self.refused_version: str | None = None
         self.limits = DecodeLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side,
                                    max_aspect=settings.max_aspect, channel_policy=settings.channel_policy)
+        # started before any thread or CUDA work of ours, although spawn would not copy those anyway
+        self.decode_pool = DecodePool(settings.decode_processes) if settings.decode_processes else None
         self.tracker = OffsetTracker()
         self.metrics = WorkerMetrics()
         self.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
@@ -157,10 +160,12 @@ class Worker:
             try:
                 rec = self.raw_q.get(timeout=0.2)
             except queue.Empty:
-                self.health.beat("decode")
                 if self._finished():
                     return
                 continue
+            finally:
+                # every turn, not only when idle: a worker whose decoders never catch up is busy, not hung
+                self.health.beat("decode")
             tp = TopicPartition(rec.topic, rec.partition)
             if not self.tracker.is_tracked(tp, rec.offset):
                 continue  # partition revoked meanwhile: the new owner scores it
@@ -176,6 +181,31 @@ class Worker:
                 self._put_out(self._dead_letter(rec, Failure.of(e.reason, e), model.version))
             except Exception as e:  # noqa: BLE001 - any decoder crash is this record's problem, not the partition's
                 self._put_out(self._dead_letter(rec, Failure.of("decode_error", e), model.version))
+
+    def _decode_chunks_loop(self, pool: DecodePool) -> None:
+        """A decode thread with ``--decode-processes``: hands chunks of records to the process pool."""
+        while True:
+            try:
+                first = self.raw_q.get(timeout=0.2)
+            except queue.Empty:
+                if self._finished():
+                    return
+                continue
+            finally:
+                self.health.beat("decode")
+            # what is queued now, up to a chunk: no waiting for a chunk to fill, so no added latency
+            recs = [r for r in [first, *self._drain_nowait(self.raw_q, self.s.decode_chunk - 1)]
+                    if self.tracker.is_tracked(TopicPartition(r.topic, r.partition), r.offset)]
+            if not recs:
+                continue
+            model = self.models.current()
+            outcomes = pool.decode([r.value or b"" for r in recs], model.artifact.input_spec, self.limits)
+            now = time.monotonic()
+            for rec, outcome in zip(recs, outcomes, strict=True):
+                if isinstance(outcome, np.ndarray):
+                    self.ready_q.put(Decoded(rec, outcome, now))
+                else:
+                    self._put_out(self._dead_letter(rec, Failure(*outcome), model.version))
 
     @staticmethod
     def _dead_letter(rec: Any, failure: Failure, model_version: str) -> DeadLetter:
@@ -418,13 +448,19 @@ class Worker:
             what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         self._committed: dict[TopicPartition, int] = {}
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
-        self._threads = [self._stage(f"decode-{i}", self._decode_loop) for i in range(s.decode_threads)]
+        if self.decode_pool is not None:
+            pool = self.decode_pool
+            # each feeder thread keeps one chunk in flight: at least one per process, or processes idle
+            feeders = max(s.decode_threads, s.decode_processes)
+            self._threads = [self._stage(f"decode-{i}", lambda: self._decode_chunks_loop(pool)) for i in range(feeders)]
+        else:
+            self._threads = [self._stage(f"decode-{i}", self._decode_loop) for i in range(s.decode_threads)]
         self._threads += [self._stage("score", self._score_loop), self._stage("models", self._watch_models),
                           self._stage("sink", lambda: self._sink_loop(kafka_sink, redis_sink))]
         for t in self._threads:
             t.start()
         log.info("started", worker=s.worker_id, model_version=self.models.current().version, threshold=self.models.current().threshold,
-                 device=str(self.device), input_topic=s.input_topic, group_id=s.group_id)
+                 device=str(self.device), input_topic=s.input_topic, group_id=s.group_id, decode_processes=s.decode_processes)
         last_commit = last_observe = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -475,6 +511,8 @@ class Worker:
         self.abort.set()
         for t in self._threads:
             t.join(timeout=5)
+        if self.decode_pool is not None:
+            self.decode_pool.close()
         assert self.consumer is not None
         self._commit()
         # close() runs the revoke listener (nothing left in flight) and leaves the group.
