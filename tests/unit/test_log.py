@@ -22,6 +22,9 @@ def test_library_records_and_warnings_are_json_lines_with_the_message_coordinate
     logging.getLogger("kafka.conn").info("per-connection chatter")  # below the libraries' level at "info"
     with warnings.catch_warnings():
         warnings.simplefilter("always")
+        # pytest records each test's warnings with its own hook; start again from Python's display
+        logging.captureWarnings(False)
+        configure_logging("info", json=True)
         warnings.warn("Image size exceeds limit", UserWarning, stacklevel=1)
     try:
         raise ZeroDivisionError("boom")
