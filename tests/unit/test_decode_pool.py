@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from tests.poison import poison_corpus
 from worker.data.images import BadImage, DecodeLimits, InputSpec, decode_image, decode_many
@@ -19,6 +20,10 @@ def _crash_on_cue(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) 
     if b"CRASH" in payloads:
         os._exit(139)
     return decode_many(payloads, spec, limits)
+
+
+def _always_die(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list:
+    os._exit(1)
 
 
 def _good(n: int) -> list[bytes]:
@@ -59,3 +64,8 @@ def test_a_payload_that_kills_its_process_is_the_only_one_lost_and_the_pool_reco
         assert pool.restarts == 1
         again = pool.decode([good[3]], SPEC, LIMITS)  # the rebuilt pool serves the next chunk
         assert np.array_equal(again[0], decode_image(good[3], SPEC, LIMITS))
+
+
+def test_processes_that_cannot_decode_a_good_image_are_refused_at_start_not_blamed_on_payloads() -> None:
+    with pytest.raises(RuntimeError, match="known-good image"):
+        DecodePool(1, fn=_always_die)

@@ -69,7 +69,11 @@ class Worker:
         self.limits = DecodeLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side,
                                    max_aspect=settings.max_aspect, channel_policy=settings.channel_policy)
         # started before any thread or CUDA work of ours, although spawn would not copy those anyway
-        self.decode_pool = DecodePool(settings.decode_processes) if settings.decode_processes else None
+        try:
+            self.decode_pool = DecodePool(settings.decode_processes) if settings.decode_processes else None
+        except RuntimeError as e:
+            msg = f"--decode-processes {settings.decode_processes}: {e}"
+            raise UserError(msg) from e
         self.tracker = OffsetTracker()
         self.metrics = WorkerMetrics()
         self.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)

@@ -10,7 +10,10 @@ the rest of the chunk decodes normally.
 
 from __future__ import annotations
 
+import functools
+import io
 import multiprocessing
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +22,7 @@ from typing import Self
 
 import numpy as np
 import structlog
+from PIL import Image
 
 from worker.data.images import DecodeLimits, InputSpec, decode_many
 
@@ -36,10 +40,12 @@ class DecodePool:
         self._lock = threading.Lock()
         self._pool = self._new()
         self.restarts = 0
+        self._check(self._pool)  # fail at start, with the cause, rather than dead-letter every image
 
     def _new(self, processes: int | None = None) -> ProcessPoolExecutor:
         # spawn: the worker has threads and maybe CUDA, which a fork would copy in an unknown state
-        return ProcessPoolExecutor(processes or self.processes, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(processes or self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_ignore_interrupts)
 
     def decode(self, payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[DecodeOutcome]:
         pool = self._pool
@@ -66,13 +72,25 @@ class DecodePool:
                 try:
                     out.append(ex.submit(self.fn, [p], spec, limits).result()[0])
                 except BrokenProcessPool:
-                    out.append(CRASHED)
                     ex.shutdown(wait=False, cancel_futures=True)
-                    ex = None
+                    ex = self._new(1)
+                    self._check(ex)  # blame the payload only if a fresh process decodes a good image
+                    out.append(CRASHED)
         finally:
             if ex is not None:
                 ex.shutdown(wait=True)
         return out
+
+    def _check(self, ex: ProcessPoolExecutor) -> None:
+        """A known-good image must decode in ``ex``; if not, the processes, not the payloads, are at fault."""
+        try:
+            ok = isinstance(ex.submit(self.fn, [_canary()], InputSpec(), DecodeLimits()).result()[0], np.ndarray)
+        except BrokenProcessPool as e:
+            msg = f"decode processes die on a known-good image ({e}); not blaming the payloads"
+            raise RuntimeError(msg) from e
+        if not ok:
+            msg = "decode processes cannot decode a known-good image"
+            raise RuntimeError(msg)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
@@ -89,3 +107,16 @@ class DecodePool:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+@functools.cache
+def _canary() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (16, 16), 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _ignore_interrupts() -> None:
+    """In each decode process: Ctrl-C in a terminal reaches the whole process group, but stopping is
+    the worker's to do (drain, commit); a child that died of it would only break the pool mid-drain."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
