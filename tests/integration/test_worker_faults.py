@@ -109,16 +109,22 @@ def test_redis_outage_waits_and_loses_nothing(broker: str, prefix: str, tiny_mod
     rproc = start_redis(port, dir_=rdir, persist=True)
     url = f"redis://127.0.0.1:{port}/0"
     topics = Topics(broker)
+    metrics_port = free_port()
+    # liveness goes stale after max(2, drain 2 + 10) = 12 s without a report from every loop
     with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=url, prefix=prefix, log=tmp_path / "w.log",
-                    GANOMALY_MAX_BATCH_SIZE=16) as w:
+                    GANOMALY_MAX_BATCH_SIZE=16, GANOMALY_METRICS_PORT=metrics_port, GANOMALY_LIVENESS_STALE_S=2,
+                    GANOMALY_DRAIN_TIMEOUT_S=2) as w:
         w.wait_for('"partitions_assigned"')
         sent = produce_fmnist(broker, topics.input, 100, data_dir=FMNIST)
         _wait_results(broker, topics.results, 100, 60)
         stop(rproc)  # Redis goes away
         sent |= produce_fmnist(broker, topics.input, 150, start=100, data_dir=FMNIST)
         w.wait_for('"redis-write"', timeout_s=30)  # retrying, not skipping
-        time.sleep(2)
+        time.sleep(14)  # longer than the liveness window: the scorer waits on a full sink queue meanwhile
         assert w.proc.poll() is None, "worker died during the Redis outage"
+        # waiting out an outage is alive: a liveness restart would not end it, only add rebalances
+        health = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5)
+        assert health.status == 200, health.read()
         rproc = start_redis(port, dir_=rdir, persist=True)
         try:
             by_id = _wait_results(broker, topics.results, 250, 90)

@@ -77,7 +77,7 @@ class Worker:
         self.tracker = OffsetTracker()
         self.metrics = WorkerMetrics()
         self.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
-        self.health = Health(stale_s=max(30.0, settings.drain_timeout_s + 10))
+        self.health = Health(stale_s=max(settings.liveness_stale_s, settings.drain_timeout_s + 10))
         self.health.model_loaded = True
         self.raw_q: queue.Queue[Any] = queue.Queue()  # bounded by max_in_flight through pause/resume
         self.ready_q: queue.Queue[Decoded] = queue.Queue()
@@ -182,9 +182,9 @@ class Worker:
                     x = decode_image(rec.value or b"", model.artifact.input_spec, self.limits)
                 self.ready_q.put(Decoded(rec, x, time.monotonic()))
             except BadImage as e:
-                self._put_out(self._dead_letter(rec, Failure.of(e.reason, e), model.version))
+                self._put_out(self._dead_letter(rec, Failure.of(e.reason, e), model.version), "decode")
             except Exception as e:  # noqa: BLE001 - any decoder crash is this record's problem, not the partition's
-                self._put_out(self._dead_letter(rec, Failure.of("decode_error", e), model.version))
+                self._put_out(self._dead_letter(rec, Failure.of("decode_error", e), model.version), "decode")
 
     def _decode_chunks_loop(self, pool: DecodePool) -> None:
         """A decode thread with ``--decode-processes``: hands chunks of records to the process pool."""
@@ -209,7 +209,7 @@ class Worker:
                 if isinstance(outcome, np.ndarray):
                     self.ready_q.put(Decoded(rec, outcome, now))
                 else:
-                    self._put_out(self._dead_letter(rec, Failure(*outcome), model.version))
+                    self._put_out(self._dead_letter(rec, Failure(*outcome), model.version), "decode")
 
     @staticmethod
     def _dead_letter(rec: Any, failure: Failure, model_version: str) -> DeadLetter:
@@ -217,13 +217,14 @@ class Worker:
                           [(k, v) for k, v in rec.headers or [] if v is not None], failure.reason, failure.error_class, failure.message,
                           model_version)
 
-    def _put_out(self, item: OutputBatch | DeadLetter) -> None:
+    def _put_out(self, item: OutputBatch | DeadLetter, stage: str) -> None:
         while not self.abort.is_set():
             try:
                 self.out_q.put(item, timeout=0.2)
                 return
             except queue.Full:
-                continue
+                # waiting on the sink is alive: a sink that is stuck goes stale on its own beat
+                self.health.beat(stage)
 
     def _score_loop(self) -> None:
         s = self.s
@@ -268,7 +269,7 @@ class Worker:
                     shadow_items, shadow_scores = [items[i] for i in ok], shadow_scores[ok]
                 out.shadow = self._results(shadow_items, shadow_scores, self.shadow).results
             if not items:
-                self._put_out(out)
+                self._put_out(out, "score")
                 continue
             self.metrics.batch_size.observe(len(items))
             self.metrics.compute.observe(compute_s)
@@ -279,7 +280,7 @@ class Worker:
                      queue_wait_ms=round((t0 - min(d.polled_at for d in items)) * 1000, 2),
                      partitions=sorted({p for p, _ in offsets}), first=offsets[0], last=offsets[-1],
                      anomalies=sum(r.is_anomaly for r in out.results), model_version=model.version)
-            self._put_out(out)
+            self._put_out(out, "score")
 
     def _fit_to(self, model: ServingModel, items: list[Decoded]) -> list[Decoded]:
         """Re-decode items decoded just before a swap to a model with another input shape (rare)."""
@@ -291,7 +292,7 @@ class Worker:
                 try:
                     d = Decoded(d.rec, decode_image(d.rec.value or b"", spec, self.limits), d.polled_at)
                 except BadImage as e:
-                    self._put_out(self._dead_letter(d.rec, Failure.of(e.reason, e), model.version))
+                    self._put_out(self._dead_letter(d.rec, Failure.of(e.reason, e), model.version), "score")
                     continue
             kept.append(d)
         return kept
@@ -360,6 +361,12 @@ class Worker:
             self.scored_total += len(batch.results)
             self.dead_total += len(batch.dead)
             self.health.beat("sink")
+
+    def _sink_retrying(self, sink: str) -> None:
+        """An outage being waited out: counted, and alive (a restart would not end the outage, only
+        add rebalances; the GanomalyOutputsWaiting alert tells the operator)."""
+        self.metrics.retries.labels(sink).inc()
+        self.health.beat("sink")
 
     @staticmethod
     def _drain_nowait(q: queue.Queue, n: int) -> list[Any]:
@@ -439,10 +446,10 @@ class Worker:
         rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
         kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic, shadow_topic=s.shadow_topic,
                                worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000,
-                               on_retry=lambda _e: self.metrics.retries.labels("kafka").inc(), on_value_omitted=self.metrics.values_omitted.inc)
+                               on_retry=lambda _e: self._sink_retrying("kafka"), on_value_omitted=self.metrics.values_omitted.inc)
         redis_sink = RedisSink(rclient, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
                                status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s,
-                               on_retry=lambda _e: self.metrics.retries.labels("redis").inc())
+                               on_retry=lambda _e: self._sink_retrying("redis"))
         self.consumer = retry_until_done(
             lambda: make_consumer(
                 common, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,

@@ -87,6 +87,8 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(9100, ge=0, le=65535, description="HTTP /metrics, /healthz, /readyz; 0 disables")
     metrics_host: str = "0.0.0.0"  # all interfaces: a pod must be reachable by its probes
     drain_timeout_s: float = Field(20.0, ge=0, description="on SIGTERM or revoke: time to finish in-flight work")
+    liveness_stale_s: float = Field(30.0, gt=0, description="/healthz fails when a loop has not reported for this long (at least "
+                                                           "drain_timeout_s + 10); waiting out an outage counts as reporting")
     retry_backoff_max_s: float = Field(5.0, gt=0)
     log_level: str = "info"
 
