@@ -74,6 +74,7 @@ def test_latent_models_default_to_the_mnist_style_input_range(folders: Path, tmp
         (["train", "--out", "/tmp/x", "--input-low", "1", "--input-high", "1"], "must be above --input-low"),
         (["train", "--out", "/tmp/x", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),
         (["trainer", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),
+        (["worker", "--model-store", "/tmp/x", "--model-poll-s", "60"], "model_poll_s must be shorter than liveness_stale_s"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -103,6 +103,10 @@ class WorkerSettings(BaseSettings):
         if len({self.input_topic, self.results_topic, self.alerts_topic, self.dlq_topic, self.shadow_topic}) != 5:
             msg = "input, results, alerts, dead-letter and shadow topics must all differ"
             raise ValueError(msg)
+        if self.model_store is not None and self.model_poll_s >= self.liveness_stale_s:
+            # the model watcher reports between polls: a longer poll would fail /healthz every time
+            msg = "model_poll_s must be shorter than liveness_stale_s"
+            raise ValueError(msg)
         return self
 
     def kafka_common(self) -> dict[str, object]:
