@@ -21,7 +21,7 @@ from structlog.contextvars import bound_contextvars
 
 from worker.artifact import load_artifact
 from worker.commands.common import resolve_device
-from worker.data.images import BadImage, DecodeLimits, decode_image
+from worker.data.images import BadImage, DecodeLimits, decode_image, decode_many
 from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
 from worker.stream.batcher import next_batch
@@ -159,35 +159,9 @@ class Worker:
         """A stage may exit: shutdown gave up, or polling stopped and nothing is in flight."""
         return self.abort.is_set() or (self.stop.is_set() and self.tracker.in_flight() == 0)
 
-    def _decode_loop(self) -> None:
-        while True:
-            try:
-                rec = self.raw_q.get(timeout=0.2)
-            except queue.Empty:
-                if self._finished():
-                    return
-                continue
-            finally:
-                # every turn, not only when idle: a worker whose decoders never catch up is busy, not hung
-                self.health.beat("decode")
-            tp = TopicPartition(rec.topic, rec.partition)
-            if not self.tracker.is_tracked(tp, rec.offset):
-                continue  # partition revoked meanwhile: the new owner scores it
-            # The model is read per record: a hot swap may bring one with another input spec, and
-            # a dead letter names the model whose spec refused the image.
-            model = self.models.current()
-            try:
-                # Anything logged while handling this record carries its coordinates.
-                with bound_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset):
-                    x = decode_image(rec.value or b"", model.artifact.input_spec, self.limits)
-                self.ready_q.put(Decoded(rec, x, time.monotonic()))
-            except BadImage as e:
-                self._put_out(self._dead_letter(rec, Failure.of(e.reason, e), model.version), "decode")
-            except Exception as e:  # noqa: BLE001 - any decoder crash is this record's problem, not the partition's
-                self._put_out(self._dead_letter(rec, Failure.of("decode_error", e), model.version), "decode")
-
-    def _decode_chunks_loop(self, pool: DecodePool) -> None:
-        """A decode thread with ``--decode-processes``: hands chunks of records to the process pool."""
+    def _decode_loop(self, pool: DecodePool | None) -> None:
+        """A decode thread: one record at a time here, or chunks handed to the decode processes."""
+        chunk = self.s.decode_chunk if pool is not None else 1
         while True:
             try:
                 first = self.raw_q.get(timeout=0.2)
@@ -196,14 +170,24 @@ class Worker:
                     return
                 continue
             finally:
+                # every turn, not only when idle: a worker whose decoders never catch up is busy, not hung
                 self.health.beat("decode")
-            # what is queued now, up to a chunk: no waiting for a chunk to fill, so no added latency
-            recs = [r for r in [first, *self._drain_nowait(self.raw_q, self.s.decode_chunk - 1)]
+            # what is queued now, up to a chunk: no waiting for a chunk to fill, so no added latency;
+            # records of a partition revoked meanwhile are left to its new owner
+            recs = [r for r in [first, *self._drain_nowait(self.raw_q, chunk - 1)]
                     if self.tracker.is_tracked(TopicPartition(r.topic, r.partition), r.offset)]
             if not recs:
                 continue
+            # The model is read per chunk: a hot swap may bring one with another input spec, and
+            # a dead letter names the model whose spec refused the image.
             model = self.models.current()
-            outcomes = pool.decode([r.value or b"" for r in recs], model.artifact.input_spec, self.limits)
+            spec = model.artifact.input_spec
+            if pool is not None:
+                outcomes = pool.decode([r.value or b"" for r in recs], spec, self.limits)
+            else:
+                # Anything logged while decoding a record carries its coordinates.
+                with bound_contextvars(topic=first.topic, partition=first.partition, offset=first.offset):
+                    outcomes = decode_many([first.value or b""], spec, self.limits)
             now = time.monotonic()
             for rec, outcome in zip(recs, outcomes, strict=True):
                 if isinstance(outcome, np.ndarray):
@@ -459,13 +443,9 @@ class Worker:
             what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
         self._committed: dict[TopicPartition, int] = {}
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
-        if self.decode_pool is not None:
-            pool = self.decode_pool
-            # each feeder thread keeps one chunk in flight: at least one per process, or processes idle
-            feeders = max(s.decode_threads, s.decode_processes)
-            self._threads = [self._stage(f"decode-{i}", lambda: self._decode_chunks_loop(pool)) for i in range(feeders)]
-        else:
-            self._threads = [self._stage(f"decode-{i}", self._decode_loop) for i in range(s.decode_threads)]
+        # with processes, each decode thread keeps one chunk in flight: at least one per process, or processes idle
+        self._threads = [self._stage(f"decode-{i}", lambda: self._decode_loop(self.decode_pool))
+                         for i in range(max(s.decode_threads, s.decode_processes))]
         self._threads += [self._stage("score", self._score_loop), self._stage("models", self._watch_models),
                           self._stage("sink", lambda: self._sink_loop(kafka_sink, redis_sink))]
         for t in self._threads:
