@@ -68,7 +68,7 @@ class Worker:
         self.refused_version: str | None = None
         self.limits = DecodeLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side,
                                    max_aspect=settings.max_aspect, channel_policy=settings.channel_policy)
-        # started before any thread or CUDA work of ours, although spawn would not copy those anyway
+        # spawned processes start clean whatever this one has begun (threads, CUDA); checked here, before polling
         try:
             self.decode_pool = DecodePool(settings.decode_processes) if settings.decode_processes else None
         except RuntimeError as e:
@@ -186,8 +186,9 @@ class Worker:
                 outcomes = pool.decode([r.value or b"" for r in recs], spec, self.limits)
             else:
                 # Anything logged while decoding a record carries its coordinates.
-                with bound_contextvars(topic=first.topic, partition=first.partition, offset=first.offset):
-                    outcomes = decode_many([first.value or b""], spec, self.limits)
+                rec = recs[0]
+                with bound_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset):
+                    outcomes = decode_many([rec.value or b""], spec, self.limits)
             now = time.monotonic()
             for rec, outcome in zip(recs, outcomes, strict=True):
                 if isinstance(outcome, np.ndarray):
