@@ -21,7 +21,7 @@ from structlog.contextvars import bound_contextvars
 
 from worker.artifact import load_artifact
 from worker.commands.common import resolve_device
-from worker.data.images import BadImage, DecodeLimits, decode_image, decode_many
+from worker.data.images import DecodeLimits, decode_many
 from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
 from worker.stream.batcher import next_batch
@@ -274,11 +274,12 @@ class Worker:
         kept = []
         for d in items:
             if d.x.shape != want:
-                try:
-                    d = Decoded(d.rec, decode_image(d.rec.value or b"", spec, self.limits), d.polled_at)
-                except BadImage as e:
-                    self._put_out(self._dead_letter(d.rec, Failure.of(e.reason, e), model.version), "score")
+                # the decode loop's own call, so any decoder error is this record's, as it is there
+                [outcome] = decode_many([d.rec.value or b""], spec, self.limits)
+                if not isinstance(outcome, np.ndarray):
+                    self._put_out(self._dead_letter(d.rec, Failure(*outcome), model.version), "score")
                     continue
+                d = Decoded(d.rec, outcome, d.polled_at)
             kept.append(d)
         return kept
 
