@@ -168,13 +168,17 @@ def _to_input(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.nda
     return _image_to_input(im, spec)
 
 
-def decode_many(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[np.ndarray | tuple[str, str, str]]:
+# What decoding one payload gives: the model input, or (reason, error class, message) for a dead letter.
+DecodeOutcome = np.ndarray | tuple[str, str, str]
+
+
+def decode_many(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[DecodeOutcome]:
     """Each payload decoded on its own; a payload that cannot be is ``(reason, error class, message)``.
 
     What one task of a decode process runs: plain values cross the process boundary, and one bad
     image costs only its own entry.
     """
-    out: list[np.ndarray | tuple[str, str, str]] = []
+    out: list[DecodeOutcome] = []
     for data in payloads:
         try:
             out.append(decode_image(data, spec, limits))

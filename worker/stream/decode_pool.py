@@ -24,11 +24,10 @@ import numpy as np
 import structlog
 from PIL import Image
 
-from worker.data.images import DecodeLimits, InputSpec, decode_many
+from worker.data.images import DecodeLimits, DecodeOutcome, InputSpec, decode_many
 
 log = structlog.get_logger("worker")
 
-DecodeOutcome = np.ndarray | tuple[str, str, str]  # an array, or (reason, error class, message)
 CRASHED: DecodeOutcome = ("decoder_crash", "BrokenProcessPool", "a decode process died decoding this payload")
 DecodeMany = Callable[[list[bytes], InputSpec, DecodeLimits], list[DecodeOutcome]]
 
