@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from torch import nn
 from tqdm import tqdm
 
 from worker.artifact import save_artifact
@@ -79,7 +81,7 @@ def load_splits(s: TrainSettings, spec: InputSpec) -> Splits:
     )
 
 
-def run(s: TrainSettings) -> dict[str, Any]:
+def run(s: TrainSettings, on_snapshot: Callable[[int, nn.Module], None] | None = None) -> dict[str, Any]:
     from worker.evaluation.metrics import detection_metrics
 
     check_one_weight_average(s.ema_decay, s.swa_start)
@@ -105,7 +107,8 @@ def run(s: TrainSettings) -> dict[str, Any]:
     def progress(total: int, desc: str) -> tqdm:
         return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None)  # None: off when not a TTY
 
-    result = fit(mcfg, tcfg, splits.train.x, splits.val.x, device=device, out_dir=s.out, resume=s.resume, on_epoch=on_epoch, progress=progress)
+    result = fit(mcfg, tcfg, splits.train.x, splits.val.x, device=device, out_dir=s.out, resume=s.resume, on_epoch=on_epoch,
+                 on_snapshot=on_snapshot, progress=progress)
     metrics: dict[str, Any] = {"best_epoch": result.best_epoch, "val_recon": result.history[result.best_epoch - 1].val_recon}
     if splits.test is not None:
         scores = score_tensor(Scorer(result.generator, device, spec=result.score_spec), splits.test.x)

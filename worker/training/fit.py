@@ -196,9 +196,15 @@ def fit(
     resume: bool = False,
     init_generator: Generator | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    on_snapshot: Callable[[int, nn.Module], None] | None = None,
     progress: Callable[[int, str], Any] | None = None,
 ) -> FitResult:
-    """Train and select. ``progress(total_batches, desc)`` returns a tqdm-like bar or None."""
+    """Train and select. ``progress(total_batches, desc)`` returns a tqdm-like bar or None.
+
+    ``on_snapshot(epoch, generator)`` sees each epoch's candidate generator after validation, for
+    diagnostics that score it (``benchmarks/original_protocol.py``); it must leave the generator
+    as it found it (work on a copy to change modes) and has no say in selection.
+    """
     if len(train_x) < cfg.batch_size:
         msg = f"{len(train_x)} training images is fewer than one batch of {cfg.batch_size}"
         raise ValueError(msg)
@@ -291,6 +297,8 @@ def fit(
             best = (value, epoch + 1, copy.deepcopy({k: v.detach().cpu() for k, v in shipped.state_dict().items()}))
         if on_epoch:
             on_epoch(stats)
+        if on_snapshot:
+            on_snapshot(epoch + 1, shipped)
         if state_path is not None:
             tmp = state_path.with_suffix(".tmp")
             torch.save(
