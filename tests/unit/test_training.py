@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -56,6 +58,25 @@ def test_fit_selects_on_validation_and_calibrates(select_by: str, stat: str) -> 
     assert res.best_epoch == best.epoch
     assert res.calibration.n == 20
     assert next(res.generator.parameters()).device.type == "cpu"
+
+
+def test_on_snapshot_sees_each_epochs_candidate_and_changes_nothing() -> None:
+    x = torch.rand(64, 1, 16, 16) * 2 - 1
+    mcfg, cfg = GanomalyConfig(isize=16, nz=8, ngf=8), TrainConfig(epochs=3, batch_size=16, select_by="val_recon")
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def snapshot(epoch: int, g: torch.nn.Module) -> None:
+        seen[epoch] = {k: v.clone() for k, v in g.state_dict().items()}
+        with torch.no_grad():
+            copy.deepcopy(g).train()(x[:16])  # scoring a copy in train mode, as original_protocol.py does
+
+    hooked = fit(mcfg, cfg, x, x[:20], device=torch.device("cpu"), on_snapshot=snapshot)
+    plain = fit(mcfg, cfg, x, x[:20], device=torch.device("cpu"))
+    assert sorted(seen) == [1, 2, 3]
+    shipped = hooked.generator.state_dict()
+    assert all(torch.equal(seen[hooked.best_epoch][k], v) for k, v in shipped.items())  # the hook saw what selection saw
+    assert hooked.best_epoch == plain.best_epoch
+    assert all(torch.equal(v, plain.generator.state_dict()[k]) for k, v in shipped.items())
 
 
 def test_swa_ships_the_mean_of_epoch_end_weights_with_recomputed_batchnorm(tmp_path) -> None:
