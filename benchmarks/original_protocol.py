@@ -48,12 +48,13 @@ def latent_scores(g: nn.Module, x: torch.Tensor, *, train_bn: bool, order: torch
     """The paper's score per image; with ``train_bn`` every batch of 64 (in ``order``) is normalised by its own statistics."""
     g = copy.deepcopy(g)  # train mode would move the running statistics of the generator being trained
     g.train(train_bn)
+    device = next(g.parameters()).device  # the generator being trained may be on a GPU
     idx = order if order is not None else torch.arange(len(x))
     out = torch.empty(len(x))
     for i in range(0, len(x), TEST_BATCH):
         b = idx[i : i + TEST_BATCH]
-        _, z, zh = g(x[b])
-        out[b] = (z - zh).pow(2).flatten(1).mean(1)
+        _, z, zh = g(x[b].to(device))
+        out[b] = (z - zh).pow(2).flatten(1).mean(1).cpu()
     return out.numpy()
 
 
