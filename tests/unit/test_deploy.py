@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 from prometheus_client import generate_latest
@@ -159,18 +161,96 @@ def _exported() -> dict[str, set[str]]:
     return out
 
 
+def _check_expr(expr: str, exported: dict[str, set[str]], extra_labels: frozenset[str] = frozenset()) -> None:
+    """``expr`` parses as PromQL and names only exported metrics and their labels (plus ``le`` and ``extra_labels``)."""
+    promql_parser.parse(expr)  # ValueError on a syntax error
+    names = set(re.findall(r"\bganomaly_\w+", expr))
+    assert names and names <= set(exported), f"unknown metrics {names - set(exported)} in {expr}"
+    labels = set().union(*(exported[n] for n in names)) | {"le"} | extra_labels
+    used = {x.strip() for grp in re.findall(r"by \(([^)]*)\)", expr) for x in grp.split(",")}
+    used |= set(re.findall(r"(\w+)(?:=~|!~|!=|=)\"", expr))
+    assert used <= labels, f"labels {used - labels} are not on {names}"
+
+
 def test_alert_rules_name_only_metrics_and_labels_the_worker_exports() -> None:
     rule = next(d for d in render(K8S / "base") if d["kind"] == "PrometheusRule")
     exported = _exported()
     exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert len(exprs) >= 5
     for expr in exprs:
-        names = set(re.findall(r"\bganomaly_\w+", expr))
-        assert names and names <= set(exported), f"unknown metrics {names - set(exported)} in {expr}"
-        labels = set().union(*(exported[n] for n in names)) | {"le"}
-        used = {x.strip() for grp in re.findall(r"by \(([^)]*)\)", expr) for x in grp.split(",")}
-        used |= set(re.findall(r"(\w+)=\"", expr))
-        assert used <= labels, f"labels {used - labels} are not on {names}"
+        _check_expr(expr, exported)
+
+
+DASHBOARD_DIR = K8S / "components" / "grafana-dashboard"
+# added by the ServiceMonitor's scrape (Prometheus Operator), not by the worker
+SCRAPE_LABELS = frozenset({"namespace", "pod"})
+# what Grafana puts in place of each variable before a query reaches Prometheus
+GRAFANA_VARIABLES = {"__rate_interval": "1m", "datasource": "prometheus", "namespace": "ganomaly", "pod": ".*"}
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads((DASHBOARD_DIR / "ganomaly-workers.json").read_text())
+
+
+def _panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
+    return [q for p in dash["panels"] for q in [p, *p.get("panels", [])]]
+
+
+def _substitute(text: str) -> str:
+    """Grafana's variables replaced as Grafana would; an undefined one is a KeyError."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: GRAFANA_VARIABLES[m.group(1)], text)
+
+
+def test_dashboard_queries_parse_and_name_only_metrics_and_labels_the_worker_exports() -> None:
+    dash, exported = _dashboard(), _exported()
+    targets = [t for p in _panels(dash) for t in p.get("targets", [])]
+    assert len(targets) >= 25
+    for t in targets:
+        _check_expr(_substitute(t["expr"]), exported, SCRAPE_LABELS)
+        legend = set(re.findall(r"\{\{(\w+)\}\}", t.get("legendFormat", "")))
+        assert legend <= set().union(*exported.values()) | SCRAPE_LABELS, t
+    for ann in dash["annotations"]["list"]:
+        _check_expr(_substitute(ann["expr"]), exported, SCRAPE_LABELS)
+    for var in dash["templating"]["list"]:
+        if var["type"] == "query":
+            metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"]).groups()  # type: ignore[union-attr]
+            _check_expr(_substitute(metric), exported, SCRAPE_LABELS)
+            assert label in SCRAPE_LABELS | set().union(*exported.values())
+    # every family the worker exports is on the dashboard somewhere
+    shown = set(re.findall(r"\bganomaly_\w+", json.dumps(dash)))
+    families = {re.sub(r"_(bucket|sum|count|created)$", "", n) for n in exported}
+    assert {f for f in families if not any(n.startswith(f) for n in shown)} == set()
+
+
+def test_dashboard_layout_variables_and_data_source() -> None:
+    dash = _dashboard()
+    panels = _panels(dash)
+    assert len({p["id"] for p in panels}) == len(panels)
+    assert {v["name"] for v in dash["templating"]["list"]} | {"__rate_interval"} == set(GRAFANA_VARIABLES)
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["w"] > 0 and g["x"] + g["w"] <= 24, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not mine & cells, f"{p['title']} overlaps another panel"
+        cells |= mine
+        if p["type"] != "row":
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert p["targets"] and len({t["refId"] for t in p["targets"]}) == len(p["targets"]), p["title"]
+            assert p.get("description"), f"{p['title']} says nothing about what it shows"
+
+
+def test_dashboard_component_generates_a_valid_configmap_the_grafana_sidecar_loads() -> None:
+    k = yaml.safe_load((DASHBOARD_DIR / "kustomization.yaml").read_text())
+    assert k["kind"] == "Component"
+    (gen,) = k["configMapGenerator"]
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": gen["name"], "labels": gen["options"]["labels"]},
+          "data": {f: (DASHBOARD_DIR / f).read_text() for f in gen["files"]}}
+    kubernetes_validate.validate(cm, K8S_VERSION, strict=True)
+    assert cm["metadata"]["labels"] == {"grafana_dashboard": "1"} and gen["options"]["disableNameSuffixHash"] is True
+    assert sum(len(v.encode()) for v in cm["data"].values()) < 1024 * 1024  # the API server's limit for a ConfigMap
+    assert all(json.loads(v)["uid"] for v in cm["data"].values())
 
 
 def test_keda_never_scales_past_the_partitions() -> None:
