@@ -31,4 +31,18 @@ if ! redis_ok; then
 fi
 # The tests also start private redis-server instances (outage tests).
 command -v redis-server >/dev/null || { (apt-get install -y redis-server || (apt-get update && apt-get install -y redis-server)) >/dev/null; }
+
+# Prometheus and promtool for the observability test (a real Prometheus scrapes a real worker and
+# runs the dashboard's queries and the alert rules). Debian's package is only unpacked into
+# .tools/ (both binaries need nothing but libc): no service is installed or started.
+PROM=.tools/prometheus/usr/bin
+if [ ! -x "$PROM/prometheus" ] || [ ! -x "$PROM/promtool" ]; then
+  echo "setup: unpacking prometheus into .tools/"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus || { apt-get update && apt-get download prometheus; }; }) >/dev/null 2>&1
+  rm -rf .tools/prometheus && mkdir -p .tools/prometheus
+  dpkg-deb -x "$tmp"/prometheus_*.deb .tools/prometheus
+  rm -rf "$tmp"
+  "$PROM/promtool" --version >/dev/null
+fi
 echo "setup: ok ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

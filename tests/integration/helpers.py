@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Self
@@ -16,6 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from producers import ImagePublisher, encode_png
 from worker.data.idx import load_split
+from worker.devstack import free_port
 from worker.stream.kafka_io import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +158,68 @@ def produce_class(bootstrap: str, topic: str, klass: int, n: int, *, skip: int =
             keys.append(key)
     assert pub.stats.failed == 0
     return keys
+
+
+def prometheus_tool(name: str) -> str:
+    """``prometheus`` or ``promtool``: the copy scripts/setup.sh unpacks into .tools/, else one on PATH."""
+    local = ROOT / ".tools" / "prometheus" / "usr" / "bin" / name
+    exe = str(local) if local.exists() else shutil.which(name)
+    assert exe, f"{name} is not installed: run scripts/setup.sh (it unpacks Debian's prometheus package into .tools/)"
+    return exe
+
+
+class PrometheusProc:
+    """A real Prometheus (Debian's, unpacked by scripts/setup.sh) scraping one worker every second.
+
+    The scrape adds ``namespace`` and ``pod`` target labels, as the ServiceMonitor's does, and
+    loads ``rule_files`` so that their rules are evaluated for real.
+    """
+
+    def __init__(self, tmp: Path, worker_port: int, *, rule_files: tuple[Path, ...] = ()) -> None:
+        exe = prometheus_tool("prometheus")
+        self.port = free_port()
+        cfg = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+               "rule_files": [str(p) for p in rule_files],
+               "scrape_configs": [{"job_name": "ganomaly-worker",
+                                   "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"],
+                                                       "labels": {"namespace": "ganomaly", "pod": "worker-0"}}]}]}
+        (tmp / "prometheus.yml").write_text(json.dumps(cfg))  # JSON is YAML
+        self.log_path = tmp / "prometheus.log"
+        self.proc = subprocess.Popen([exe, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                                      f"--web.listen-address=127.0.0.1:{self.port}"],
+                                     stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
+                return
+            except OSError:
+                assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+                time.sleep(0.2)
+        raise AssertionError(f"prometheus not ready in 30 s:\n{self.log_path.read_text()[-3000:]}")
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+        except urllib.error.HTTPError as e:  # a bad query is a 400 with Prometheus's reason in the body
+            body = json.loads(e.read())
+        assert body["status"] == "success", f"{params}: {body.get('errorType')}: {body.get('error')}"
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's vector (a list of {metric, value})."""
+        data = self.api("query", query=expr)
+        assert data["resultType"] == "vector", (expr, data["resultType"])
+        return data["result"]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

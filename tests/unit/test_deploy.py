@@ -14,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, substitute
 from worker.commands.trainer import TrainerSettings
 from worker.stream.metrics import serve_http
 from worker.stream.settings import WorkerSettings
@@ -181,40 +182,20 @@ def test_alert_rules_name_only_metrics_and_labels_the_worker_exports() -> None:
         _check_expr(expr, exported)
 
 
-DASHBOARD_DIR = K8S / "components" / "grafana-dashboard"
-# added by the ServiceMonitor's scrape (Prometheus Operator), not by the worker
-SCRAPE_LABELS = frozenset({"namespace", "pod"})
-# what Grafana puts in place of each variable before a query reaches Prometheus
-GRAFANA_VARIABLES = {"__rate_interval": "1m", "datasource": "prometheus", "namespace": "ganomaly", "pod": ".*"}
-
-
-def _dashboard() -> dict[str, Any]:
-    return json.loads((DASHBOARD_DIR / "ganomaly-workers.json").read_text())
-
-
-def _panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
-    return [q for p in dash["panels"] for q in [p, *p.get("panels", [])]]
-
-
-def _substitute(text: str) -> str:
-    """Grafana's variables replaced as Grafana would; an undefined one is a KeyError."""
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: GRAFANA_VARIABLES[m.group(1)], text)
-
-
 def test_dashboard_queries_parse_and_name_only_metrics_and_labels_the_worker_exports() -> None:
-    dash, exported = _dashboard(), _exported()
-    targets = [t for p in _panels(dash) for t in p.get("targets", [])]
+    dash, exported = dashboard(), _exported()
+    targets = [t for p in panels(dash) for t in p.get("targets", [])]
     assert len(targets) >= 25
     for t in targets:
-        _check_expr(_substitute(t["expr"]), exported, SCRAPE_LABELS)
+        _check_expr(substitute(t["expr"]), exported, SCRAPE_LABELS)
         legend = set(re.findall(r"\{\{(\w+)\}\}", t.get("legendFormat", "")))
         assert legend <= set().union(*exported.values()) | SCRAPE_LABELS, t
     for ann in dash["annotations"]["list"]:
-        _check_expr(_substitute(ann["expr"]), exported, SCRAPE_LABELS)
+        _check_expr(substitute(ann["expr"]), exported, SCRAPE_LABELS)
     for var in dash["templating"]["list"]:
         if var["type"] == "query":
             metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"]).groups()  # type: ignore[union-attr]
-            _check_expr(_substitute(metric), exported, SCRAPE_LABELS)
+            _check_expr(substitute(metric), exported, SCRAPE_LABELS)
             assert label in SCRAPE_LABELS | set().union(*exported.values())
     # every family the worker exports is on the dashboard somewhere
     shown = set(re.findall(r"\bganomaly_\w+", json.dumps(dash)))
@@ -223,12 +204,12 @@ def test_dashboard_queries_parse_and_name_only_metrics_and_labels_the_worker_exp
 
 
 def test_dashboard_layout_variables_and_data_source() -> None:
-    dash = _dashboard()
-    panels = _panels(dash)
-    assert len({p["id"] for p in panels}) == len(panels)
+    dash = dashboard()
+    every = panels(dash)
+    assert len({p["id"] for p in every}) == len(every)
     assert {v["name"] for v in dash["templating"]["list"]} | {"__rate_interval"} == set(GRAFANA_VARIABLES)
     cells: set[tuple[int, int]] = set()
-    for p in panels:
+    for p in every:
         g = p["gridPos"]
         assert g["x"] >= 0 and g["w"] > 0 and g["x"] + g["w"] <= 24, p["title"]
         mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
