@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,11 @@ def substitute(text: str) -> str:
 def rule_groups() -> list[dict[str, Any]]:
     """The PrometheusRule's groups: also a plain Prometheus rules file's content."""
     return yaml.safe_load(RULES.read_text())["spec"]["groups"]
+
+
+def prometheus_tool(name: str) -> str:
+    """``prometheus`` or ``promtool``: the copy scripts/setup.sh unpacks into .tools/, else one on PATH."""
+    local = ROOT / ".tools" / "prometheus" / "usr" / "bin" / name
+    exe = str(local) if local.exists() else shutil.which(name)
+    assert exe, f"{name} is not installed: run scripts/setup.sh (it unpacks Debian's prometheus package into .tools/)"
+    return exe

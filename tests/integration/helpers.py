@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any, Self
 from kafka import KafkaConsumer, TopicPartition
 
 from producers import ImagePublisher, encode_png
+from tests.dashboard import prometheus_tool
 from worker.data.idx import load_split
 from worker.devstack import free_port
 from worker.stream.kafka_io import ensure_topics
@@ -158,14 +158,6 @@ def produce_class(bootstrap: str, topic: str, klass: int, n: int, *, skip: int =
             keys.append(key)
     assert pub.stats.failed == 0
     return keys
-
-
-def prometheus_tool(name: str) -> str:
-    """``prometheus`` or ``promtool``: the copy scripts/setup.sh unpacks into .tools/, else one on PATH."""
-    local = ROOT / ".tools" / "prometheus" / "usr" / "bin" / name
-    exe = str(local) if local.exists() else shutil.which(name)
-    assert exe, f"{name} is not installed: run scripts/setup.sh (it unpacks Debian's prometheus package into .tools/)"
-    return exe
 
 
 class PrometheusProc:

@@ -11,8 +11,8 @@ import yaml
 
 from producers import ImagePublisher
 from tests.conftest import FMNIST
-from tests.dashboard import dashboard, panels, rule_groups, substitute
-from tests.integration.helpers import PrometheusProc, Topics, WorkerProc, produce_fmnist, prometheus_tool, read_topic
+from tests.dashboard import dashboard, panels, prometheus_tool, rule_groups, substitute
+from tests.integration.helpers import PrometheusProc, Topics, WorkerProc, produce_fmnist, read_topic
 from worker.artifact import read_manifest
 from worker.devstack import free_port
 

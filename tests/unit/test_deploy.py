@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, substitute
+from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, prometheus_tool, substitute
 from worker.commands.trainer import TrainerSettings
 from worker.stream.metrics import serve_http
 from worker.stream.settings import WorkerSettings
@@ -263,3 +264,26 @@ def test_compose_services_use_real_commands() -> None:
     parser, _ = build_parser()
     for name in ("worker", "producer", "trainer"):
         parser.parse_args(doc["services"][name]["command"])  # exits on an unknown flag
+
+
+def test_compose_prometheus_scrapes_every_worker_and_grafana_loads_the_dashboard() -> None:
+    deploy = ROOT / "deploy"
+    services = yaml.safe_load((deploy / "compose.yaml").read_text())["services"]
+    mounts = {name: dict(v.split(":")[:2] for v in services[name]["volumes"]) for name in ("prometheus", "grafana")}
+    for name, pairs in mounts.items():
+        for src in pairs:
+            assert (deploy / src).is_file(), f"{name} mounts missing {src}"
+    prom_cfg = next(src for src, dst in mounts["prometheus"].items() if dst == "/etc/prometheus/prometheus.yml")
+    assert f"--config.file={mounts['prometheus'][prom_cfg]}" in services["prometheus"]["command"]
+    check = subprocess.run([prometheus_tool("promtool"), "check", "config", str(deploy / prom_cfg)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (job,) = yaml.safe_load((deploy / prom_cfg).read_text())["scrape_configs"]
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["port"] == WorkerSettings.model_fields["metrics_port"].default
+    assert {r["target_label"] for r in job["relabel_configs"]} == SCRAPE_LABELS  # the labels the dashboard filters on
+    graf = {dst: deploy / src for src, dst in mounts["grafana"].items()}
+    (ds,) = yaml.safe_load(next(p for d, p in graf.items() if "/datasources/" in d).read_text())["datasources"]
+    assert ds["type"] == "prometheus" and ds["isDefault"] and ds["url"] == "http://prometheus:9090"
+    (provider,) = yaml.safe_load(next(p for d, p in graf.items() if "/provisioning/dashboards/" in d).read_text())["providers"]
+    dash_dst = next(d for d, p in graf.items() if p.resolve() == (DASHBOARD_DIR / "ganomaly-workers.json").resolve())
+    assert str(Path(dash_dst).parent) == provider["options"]["path"]
