@@ -40,6 +40,7 @@ if [ ! -x "$PROM/prometheus" ] || [ ! -x "$PROM/promtool" ]; then
   echo "setup: unpacking prometheus into .tools/"
   tmp=$(mktemp -d)
   (cd "$tmp" && { apt-get download prometheus || { apt-get update && apt-get download prometheus; }; }) >/dev/null 2>&1
+  ls "$tmp"/prometheus_*.deb >/dev/null 2>&1 || { echo "setup: apt-get download prometheus failed (is a Debian mirror reachable?)" >&2; exit 1; }
   rm -rf .tools/prometheus && mkdir -p .tools/prometheus
   dpkg-deb -x "$tmp"/prometheus_*.deb .tools/prometheus
   rm -rf "$tmp"

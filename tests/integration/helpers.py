@@ -186,9 +186,11 @@ class PrometheusProc:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
                 return
             except OSError:
-                assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+                if self.proc.poll() is not None:
+                    break
                 time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready in 30 s:\n{self.log_path.read_text()[-3000:]}")
+        self.__exit__()  # not entered as a context yet: stop it here
+        raise AssertionError(f"prometheus did not become ready:\n{self.log_path.read_text()[-3000:]}")
 
     def api(self, path: str, **params: str) -> Any:
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
