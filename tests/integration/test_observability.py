@@ -102,4 +102,11 @@ def test_dashboard_and_alert_rules_run_on_a_real_prometheus_scraping_a_real_work
         assert all(float(r["value"][1]) > 0 for r in by_title["Images scored / s"][1])
         (calibrated,) = by_title["Anomaly share vs calibrated rate"][1]
         assert float(calibrated["value"][1]) == pytest.approx(manifest["calibration"]["target_fpr"])
+        # with the worker up, the rules about the fleet stay quiet; once it is gone, the silence is noticed
+        quiet = {"GanomalyNoWorkerConsuming", "GanomalyModelVersionsDiffer"}
+        assert not {a["labels"]["alertname"] for a in prom.api("alerts")["alerts"]} & quiet
         assert w.terminate() == 0
+        deadline = time.monotonic() + 30
+        while {a["labels"]["alertname"]: a["state"] for a in prom.api("alerts")["alerts"]}.get("GanomalyNoWorkerConsuming") != "pending":
+            assert time.monotonic() < deadline, "no GanomalyNoWorkerConsuming alert after the only worker stopped"
+            time.sleep(0.5)
