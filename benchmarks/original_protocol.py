@@ -39,6 +39,7 @@ from worker.commands.train import TrainSettings, run
 from worker.data.datasets import arrays_to_tensor, idx_test_set
 from worker.data.idx import load_split
 from worker.data.images import InputSpec, default_value_range
+from worker.model import latent_score
 
 TEST_BATCH = 64  # the original's --batchsize, used for its test loader too
 
@@ -54,7 +55,7 @@ def latent_scores(g: nn.Module, x: torch.Tensor, *, train_bn: bool, order: torch
     for i in range(0, len(x), TEST_BATCH):
         b = idx[i : i + TEST_BATCH]
         _, z, zh = g(x[b].to(device))
-        out[b] = (z - zh).pow(2).flatten(1).mean(1).cpu()
+        out[b] = latent_score(z, zh).cpu()
     return out.numpy()
 
 
