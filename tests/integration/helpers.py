@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 from producers import ImagePublisher, encode_png
 from tests.dashboard import prometheus_tool
 from worker.data.idx import load_split
-from worker.devstack import free_port
+from worker.devstack import free_port, stop
 from worker.stream.kafka_io import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,9 +211,4 @@ class PrometheusProc:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, timeout_s=10)
