@@ -28,6 +28,17 @@ def panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
     return [q for p in dash["panels"] for q in [p, *p.get("panels", [])]]
 
 
+def query_variables(dash: dict[str, Any]) -> list[tuple[str, str]]:
+    """(series selector, label) of each ``label_values(...)`` template variable, Grafana's variables substituted."""
+    out = []
+    for var in dash["templating"]["list"]:
+        if var["type"] == "query":
+            m = re.fullmatch(r"label_values\((.+), (\w+)\)", substitute(var["query"]["query"]))
+            assert m, var["query"]["query"]
+            out.append((m.group(1), m.group(2)))
+    return out
+
+
 def substitute(text: str) -> str:
     """Grafana's variables replaced as Grafana would; an undefined one is a KeyError."""
     return re.sub(r"\$\{?(\w+)\}?", lambda m: GRAFANA_VARIABLES[m.group(1)], text)

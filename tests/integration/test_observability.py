@@ -11,7 +11,7 @@ import yaml
 
 from producers import ImagePublisher
 from tests.conftest import FMNIST
-from tests.dashboard import dashboard, panels, prometheus_tool, rule_groups, substitute
+from tests.dashboard import dashboard, panels, prometheus_tool, query_variables, rule_groups, substitute
 from tests.integration.helpers import PrometheusProc, Topics, WorkerProc, produce_fmnist, read_topic
 from worker.artifact import read_manifest
 from worker.devstack import free_port
@@ -86,10 +86,10 @@ def test_dashboard_and_alert_rules_run_on_a_real_prometheus_scraping_a_real_work
                     assert result, f"panel {p['title']!r}: {expr} selects nothing"
         for ann in dash["annotations"]["list"]:
             assert prom.query(substitute(ann["expr"])) == []  # no model swap happened
-        for var in dash["templating"]["list"]:
-            if var["type"] == "query":
-                metric, label = substitute(var["query"]["query"]).removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
-                assert prom.api(f"label/{label}/values", **{"match[]": metric}) == {"namespace": ["ganomaly"], "pod": ["worker-0"]}[label]
+        variables = query_variables(dash)
+        assert variables
+        for metric, label in variables:
+            assert prom.api(f"label/{label}/values", **{"match[]": metric}) == {"namespace": ["ganomaly"], "pod": ["worker-0"]}[label]
 
         # and the numbers are the worker's
         (table,) = by_title["Model in use"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, prometheus_tool, substitute
+from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, prometheus_tool, query_variables, substitute
 from worker.commands.trainer import TrainerSettings
 from worker.stream.metrics import serve_http
 from worker.stream.settings import WorkerSettings
@@ -193,11 +193,11 @@ def test_dashboard_queries_parse_and_name_only_metrics_and_labels_the_worker_exp
         assert legend <= set().union(*exported.values()) | SCRAPE_LABELS, t
     for ann in dash["annotations"]["list"]:
         _check_expr(substitute(ann["expr"]), exported, SCRAPE_LABELS)
-    for var in dash["templating"]["list"]:
-        if var["type"] == "query":
-            metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"]).groups()  # type: ignore[union-attr]
-            _check_expr(substitute(metric), exported, SCRAPE_LABELS)
-            assert label in SCRAPE_LABELS | set().union(*exported.values())
+    variables = query_variables(dash)
+    assert variables
+    for metric, label in variables:
+        _check_expr(metric, exported, SCRAPE_LABELS)
+        assert label in SCRAPE_LABELS | set().union(*exported.values())
     # every family the worker exports is on the dashboard somewhere
     shown = set(re.findall(r"\bganomaly_\w+", json.dumps(dash)))
     families = {re.sub(r"_(bucket|sum|count|created)$", "", n) for n in exported}
