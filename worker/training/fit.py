@@ -54,7 +54,7 @@ class TrainConfig:
     target_fpr: float = 0.01
     # val_latent (the epoch with the lowest mean latent score on held-out normals) is an option,
     # not the default: +0.016 mean AUROC over 18 development runs at 12k x 5, -0.005 over the
-    # 4,000 x 3 table's 24 runs (README, "The paper's target on class 0")
+    # 4,000 x 3 table's 24 runs (docs/results.md, "The paper's target on class 0")
     select_by: SelectBy = "val_recon"
     seed: int = 0
     ema_decay: float = 0.0  # >0: validate, select and ship a (bias-corrected) moving average of G's weights, BatchNorm re-estimated
