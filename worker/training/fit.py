@@ -224,6 +224,9 @@ def fit(
     start_epoch = 0
     st: dict[str, Any] = {}  # the resume state, empty when starting afresh
     state_path = _state_path(out_dir) if out_dir is not None else None
+    if state_path is not None:
+        # --out may name a folder that does not exist yet; the epoch checkpoint sits beside it
+        state_path.parent.mkdir(parents=True, exist_ok=True)
     if resume and state_path is not None and state_path.exists():
         # weights_only=True: the resume file holds tensors and plain containers only; nothing is unpickled.
         st = torch.load(state_path, map_location=device, weights_only=True)
