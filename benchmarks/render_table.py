@@ -1,4 +1,4 @@
-"""Render runs/table.jsonl (from fashion_mnist_table.py) as the README's markdown tables."""
+"""Render runs/table.jsonl (from fashion_mnist_table.py) as the markdown tables of docs/results.md."""
 
 from __future__ import annotations
 

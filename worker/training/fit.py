@@ -54,7 +54,7 @@ class TrainConfig:
     target_fpr: float = 0.01
     # val_latent (the epoch with the lowest mean latent score on held-out normals) is an option,
     # not the default: +0.016 mean AUROC over 18 development runs at 12k x 5, -0.005 over the
-    # 4,000 x 3 table's 24 runs (README, "The paper's target on class 0")
+    # 4,000 x 3 table's 24 runs (docs/results.md, "The paper's target on class 0")
     select_by: SelectBy = "val_recon"
     seed: int = 0
     ema_decay: float = 0.0  # >0: validate, select and ship a (bias-corrected) moving average of G's weights, BatchNorm re-estimated
@@ -224,6 +224,9 @@ def fit(
     start_epoch = 0
     st: dict[str, Any] = {}  # the resume state, empty when starting afresh
     state_path = _state_path(out_dir) if out_dir is not None else None
+    if state_path is not None:
+        # --out may name a folder that does not exist yet; the epoch checkpoint sits beside it
+        state_path.parent.mkdir(parents=True, exist_ok=True)
     if resume and state_path is not None and state_path.exists():
         # weights_only=True: the resume file holds tensors and plain containers only; nothing is unpickled.
         st = torch.load(state_path, map_location=device, weights_only=True)
