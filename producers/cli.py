@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import time
@@ -16,6 +15,7 @@ from tqdm import tqdm
 
 from producers.publisher import ImagePublisher
 from producers.sources import Item, folder_files, from_files, from_idx
+from worker.settings_cli import LogLevel
 
 
 class ProduceSettings(BaseSettings):
@@ -31,14 +31,15 @@ class ProduceSettings(BaseSettings):
     protocol: Literal["leave-one-out", "one-class"] | None = Field(None, description="derive a label header (normal/anomaly) from the class")
     klass: int = Field(0, ge=0, json_schema_extra={"cli": "--class"})
     reencode: Literal["png", "jpeg"] | None = Field(None, description="re-encode files instead of sending their original bytes")
-    source: str = Field(default_factory=lambda: f"producer-{socket.gethostname()}", description="the source header (camera/line id)")
-    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    source: str = Field(default_factory=lambda: f"producer-{socket.gethostname()}", description="the source header (camera/line id)",
+                        json_schema_extra={"default_help": "producer-<hostname>"})
+    compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(None, description="producer compression (default: none)")
     rate: float | None = Field(None, gt=0, description="images per second (default: as fast as possible)")
     count: int | None = Field(None, ge=1, description="send at most this many")
     shuffle: bool = False
     seed: int = 0
     progress: bool = True
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
 
 
 def _items(s: ProduceSettings, skipped: list[str]) -> tuple[int, Any]:
@@ -102,10 +103,3 @@ def run(s: ProduceSettings) -> int:
     print(json.dumps(summary))
     return 1 if st.failed else 0
 
-
-def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("produce", help="publish images to the input topic", description=__doc__)
-    add_settings_arguments(p, ProduceSettings)
-    table["produce"] = (ProduceSettings, run)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from kafka import KafkaProducer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.stream.messages import Feedback, InputRef
+from worker.settings_cli import CommaList, LogLevel
+
+if TYPE_CHECKING:
+    from worker.stream.messages import Feedback
 
 
 def post_verdicts(bootstrap_servers: str, topic: str, verdicts: list[Feedback]) -> int:
     """Send and wait for every acknowledgement; returns how many were sent."""
+    from kafka import KafkaProducer
+
     prod = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True, linger_ms=5)
     try:
         futs = [prod.send(topic, key=v.subject.encode(), value=v.to_json()) for v in verdicts]
@@ -34,15 +37,17 @@ class FeedbackSettings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "image-feedback"
     verdict: Literal["normal", "anomaly"] = Field(description="the verdict")
-    result_id: list[str] = Field(default_factory=list, description="one or more topic:partition:offset ids (comma-separated)")
-    image_id: str | None = None
-    by: str = Field(default_factory=getpass.getuser)
-    note: str | None = None
-    log_level: str = "warning"
+    result_id: CommaList[str] = Field(default_factory=list, description="the results judged, as topic:partition:offset of their inputs "
+                                                                      "(the result's id, e.g. images:3:1234)")
+    image_id: str | None = Field(None, description="the image's key, when judging by image rather than by result")
+    by: str = Field(default_factory=getpass.getuser, description="who gives the verdict", json_schema_extra={"default_help": "the login name"})
+    note: str | None = Field(None, description="free text kept with the verdict")
+    log_level: LogLevel = "warning"
 
 
 def run(s: FeedbackSettings) -> int:
     from worker.errors import UserError
+    from worker.stream.messages import Feedback, InputRef
 
     ids = [i for part in s.result_id for i in part.split(",") if i]
     if not ids and not s.image_id:
@@ -64,10 +69,3 @@ def run(s: FeedbackSettings) -> int:
     print(json.dumps({"sent": n, "topic": s.topic, "verdict": s.verdict}))
     return 0
 
-
-def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("feedback", help="post verdicts (normal/anomaly) on results to the feedback topic", description=__doc__)
-    add_settings_arguments(p, FeedbackSettings)
-    table["feedback"] = (FeedbackSettings, run)

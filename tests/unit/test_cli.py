@@ -69,8 +69,8 @@ def test_latent_models_default_to_the_mnist_style_input_range(folders: Path, tmp
     [
         (["evaluate", "--model", "/nonexistent"], "is not a directory"),
         (["train", "--out", "/tmp/x", "--data-dir", "/nonexistent"], "no train-images-idx3-ubyte"),
-        (["train", "--out", "/tmp/x", "--epochs", "zero"], "invalid settings: epochs"),
-        (["train", "--out", "/tmp/x", "--protocol", "sideways"], "invalid settings: protocol"),
+        (["train", "--out", "/tmp/x", "--epochs", "zero"], "invalid settings: --epochs (env GANOMALY_TRAIN_EPOCHS)"),
+        (["train", "--out", "/tmp/x", "--protocol", "sideways"], "argument --protocol: invalid choice: 'sideways'"),
         (["train", "--out", "/tmp/x", "--input-low", "1", "--input-high", "1"], "must be above --input-low"),
         (["train", "--out", "/tmp/x", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),
         (["trainer", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),

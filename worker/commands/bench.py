@@ -9,36 +9,71 @@ worker.)
 
 from __future__ import annotations
 
-import argparse
 import json
+import re
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.commands.common import DEVICE, resolve_device
-from worker.model import GanomalyConfig, Generator, Scorer
-from worker.model.scoring import latent_score
-from worker.training.fit import TrainConfig, fit
+from worker.settings_cli import CommaList, LogLevel
+
+if TYPE_CHECKING:
+    import torch
+
+    from worker.model import GanomalyConfig
+
+Variant = Literal["baseline", "fast", "bf16", "fp16"]
 
 
 class BenchModelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_BENCH_", frozen=True)
 
-    shapes: str = Field("32x1,64x3,128x3", description="comma-separated SIZExCHANNELS")
-    batch_sizes: str = Field("1,16,64,256")
-    variants: str = Field("baseline,fast,bf16", description="baseline, fast, bf16, fp16 (fp16 on CUDA only)")
+    shapes: CommaList[str] = Field(["32x1", "64x3", "128x3"], min_length=1, description="SIZExCHANNELS each")
+    batch_sizes: CommaList[PositiveInt] = Field([1, 16, 64, 256], min_length=1)
+    variants: CommaList[Variant] = Field(["baseline", "fast", "bf16"], min_length=1, description="fp16 runs on CUDA only")
     seconds: float = Field(2.0, gt=0, description="time budget per measurement (at least 3 timed batches)")
-    train_images: int = Field(1280, ge=128, description="images for the training-throughput measurement (0 skips)")
+    train_images: int = Field(1280, ge=0, description="images for the training-throughput measurement (0 skips; else at least 64)")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's choice)")
     device: str = DEVICE
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
+
+    @field_validator("shapes")
+    @classmethod
+    def _shapes_ok(cls, v: list[str]) -> list[str]:
+        for shape in v:
+            check_shape(shape)
+        return v
+
+    @field_validator("train_images")
+    @classmethod
+    def _one_batch(cls, v: int) -> int:
+        if 0 < v < 64:
+            msg = "0 skips the training measurement; otherwise give at least one batch (64)"
+            raise ValueError(msg)
+        return v
+
+
+def _shape(text: str) -> tuple[int, int]:
+    size, ch = text.lower().split("x")
+    return int(size), int(ch)
+
+
+def check_shape(text: str) -> str:
+    """SIZExCHANNELS with a side the networks take (a multiple of 16) and 1 or 3 channels."""
+    m = re.fullmatch(r"(\d+)x([13])", text.strip().lower())
+    if m is None or int(m[1]) < 16 or int(m[1]) % 16:
+        msg = f"shape {text!r}: use SIZExCHANNELS with a side that is a multiple of 16 and 1 or 3 channels, e.g. 32x1 or 64x3"
+        raise ValueError(msg)
+    return text
 
 
 def _sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -61,6 +96,11 @@ def time_batches(fn: Any, device: torch.device, budget_s: float) -> float:
 
 
 def bench_scoring(cfg: GanomalyConfig, batch: int, variant: str, device: torch.device, budget_s: float) -> float:
+    import torch
+
+    from worker.model import Generator, Scorer
+    from worker.model.scoring import latent_score
+
     g = Generator(cfg)
     x = torch.rand(batch, cfg.nc, cfg.isize, cfg.isize) * 2 - 1
     if variant == "baseline":
@@ -81,12 +121,20 @@ def bench_scoring(cfg: GanomalyConfig, batch: int, variant: str, device: torch.d
 
 
 def bench_training(cfg: GanomalyConfig, n: int, device: torch.device) -> float:
+    import torch
+
+    from worker.training.fit import TrainConfig, fit
+
     x = torch.rand(n, cfg.nc, cfg.isize, cfg.isize) * 2 - 1
     res = fit(cfg, TrainConfig(epochs=1, batch_size=64), x, x[:64], device=device)
     return res.history[0].images_per_s
 
 
 def run(s: BenchModelSettings) -> list[dict[str, Any]]:
+    import torch
+
+    from worker.model import GanomalyConfig
+
     device = resolve_device(s.device)
     if s.threads:
         torch.set_num_threads(s.threads)
@@ -95,36 +143,23 @@ def run(s: BenchModelSettings) -> list[dict[str, Any]]:
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.benchmark = True
-    for shape in s.shapes.split(","):
-        size, ch = (int(v) for v in shape.lower().split("x"))
+    for shape in s.shapes:
+        size, ch = _shape(shape)
         cfg = GanomalyConfig(isize=size, nc=ch)
-        for variant in s.variants.split(","):
+        for variant in s.variants:
             if variant == "fp16" and device.type != "cuda":
                 continue
-            for b in (int(v) for v in s.batch_sizes.split(",")):
+            for b in s.batch_sizes:
                 ips = bench_scoring(cfg, b, variant, device, s.seconds)
                 row = {"bench": "score", "shape": f"{size}x{size}x{ch}", "variant": variant, "batch": b, "images_per_s": round(ips, 1), **env}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if s.train_images:
-        for shape in s.shapes.split(",")[:1]:
-            size, ch = (int(v) for v in shape.lower().split("x"))
+        for shape in s.shapes[:1]:
+            size, ch = _shape(shape)
             ips = bench_training(GanomalyConfig(isize=size, nc=ch), s.train_images, device)
             row = {"bench": "train", "shape": f"{size}x{size}x{ch}", "batch": 64, "images_per_s": ips, **env}
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
 
-
-BENCH_SUBPARSERS: dict[str, argparse._SubParsersAction] = {}
-
-
-def register(sub: argparse._SubParsersAction) -> dict[str, type[BaseSettings]]:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("bench", help="benchmarks: model (scoring/training throughput), stream (end to end)")
-    bsub = p.add_subparsers(dest="bench_target", required=True)
-    BENCH_SUBPARSERS["bench"] = bsub  # `bench stream` registers itself here
-    pm = bsub.add_parser("model", help="scoring and training throughput", description=__doc__)
-    add_settings_arguments(pm, BenchModelSettings)
-    return {"model": BenchModelSettings}

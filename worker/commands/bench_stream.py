@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.commands.common import DEFAULT_DATA_DIR
+from worker.commands.bench import check_shape
+from worker.commands.common import DEFAULT_DATA_DIR, Amp
+from worker.settings_cli import LogLevel
 
 
 class BenchStreamSettings(BaseSettings):
@@ -35,7 +36,8 @@ class BenchStreamSettings(BaseSettings):
 
     images: int = Field(4000, ge=100, description="images pre-filled per pair")
     shape: str = Field("32x1", description="SIZExCHANNELS of the model and images")
-    pairs: str = Field("64:5,128:10,256:20", description="comma-separated max_batch_size:max_wait_ms")
+    pairs: str = Field("64:5,128:10,256:20", pattern=r"^\d+:\d+(\.\d+)?(,\d+:\d+(\.\d+)?)*$",
+                       description="comma-separated max_batch_size:max_wait_ms")
     live_seconds: float = Field(5.0, ge=0, description="latency phase length (0 skips)")
     model: Path | None = Field(None, description="artifact to use (default: an untrained one of --shape; speed does not depend on weights)")
     width: int = Field(64, ge=1, description="base width (ngf) of the untrained default model: 64 is GANomaly's; a small one (4) "
@@ -48,9 +50,14 @@ class BenchStreamSettings(BaseSettings):
     decode_processes: int = Field(0, ge=0, description="the worker's --decode-processes (0: decode in threads)")
     torch_threads: int | None = Field(None, ge=1, description="the worker's CPU scoring threads")
     device: str = "auto"
-    amp: str | None = None
+    amp: Amp | None = None
     data_dir: Path = DEFAULT_DATA_DIR
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_ok(cls, v: str) -> str:
+        return check_shape(v)
 
 
 def _images(n: int, size: int, ch: int, data_dir: Path) -> list[bytes]:
@@ -100,6 +107,8 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
+    import torch
+
     from producers import ImagePublisher
     from worker.artifact import load_artifact
     from worker.commands.common import resolve_device
@@ -219,11 +228,3 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
             stop(proc)
     return rows
 
-
-def register(sub: Any, table: dict[str, Any]) -> None:
-    from worker.commands.bench import BENCH_SUBPARSERS
-    from worker.settings_cli import add_settings_arguments
-
-    p = BENCH_SUBPARSERS["bench"].add_parser("stream", help="end-to-end worker throughput and latency", description=__doc__)
-    add_settings_arguments(p, BenchStreamSettings)
-    table["bench stream"] = (BenchStreamSettings, run)

@@ -1,25 +1,39 @@
-"""Pieces shared by the data-driven subcommands (train, evaluate, bench)."""
+"""Pieces shared by the data-driven subcommands (train, evaluate, bench).
+
+This module, like every settings module, imports without torch: ``--help`` reads the
+settings classes, and must not pay torch's seconds of start-up. The choice types below
+repeat those of the modules that use them (which import torch); a unit test keeps each
+pair identical.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
-from worker.data.datasets import LabelledImages, Protocol, idx_test_set, load_labelled_folder
-from worker.data.images import InputSpec
 from worker.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
+    from worker.data.datasets import LabelledImages
+    from worker.data.images import InputSpec
+
 DatasetName = Literal["fashion-mnist", "idx", "folder"]
+Protocol = Literal["leave-one-out", "one-class"]  # = worker.data.datasets.Protocol
+AdvLoss = Literal["features", "bce"]  # = worker.model.loss.AdvLoss
+SelectBy = Literal["val_latent", "val_recon", "val_loss", "last"]  # = worker.training.fit.SelectBy
+ScoreKind = Literal["latent", "recon", "hybrid"]  # = worker.model.scoring.SCORE_KINDS
+Amp = Literal["bf16", "fp16"]
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # Field declarations reused by several settings classes (same meaning everywhere).
 DATASET = Field("fashion-mnist", description="fashion-mnist or idx (IDX files in --data-dir), or folder (--folder)")
 DATA_DIR = Field(DEFAULT_DATA_DIR, description="directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
 PROTOCOL = Field("leave-one-out", description="leave-one-out: class K is the anomaly; one-class: class K is normal")
-KLASS = Field(0, ge=0, description="the protocol's class K", json_schema_extra={"cli": "--class"})
+KLASS = Field(0, ge=0, description="the protocol's class K (a label that occurs in the data)", json_schema_extra={"cli": "--class"})
 DEVICE = Field("auto", description="auto, cpu, cuda or cuda:N")
 
 
@@ -31,9 +45,15 @@ def check_one_weight_average(ema_decay: float, swa_start: int) -> None:
 
 
 def resolve_device(requested: str) -> torch.device:
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(requested)
+    try:
+        dev = torch.device(requested)
+    except RuntimeError as e:
+        msg = f"--device {requested!r}: use auto, cpu, cuda or cuda:N"
+        raise UserError(msg) from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         msg = f"device {requested} requested but CUDA is not available"
         raise UserError(msg)
@@ -41,6 +61,8 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def labelled_test_set(dataset: DatasetName, data_dir: Path, folder: Path | None, protocol: Protocol, klass: int, spec: InputSpec) -> tuple[LabelledImages, list[str]]:
+    from worker.data.datasets import idx_test_set, load_labelled_folder
+
     if dataset == "folder":
         if folder is None:
             msg = "--folder is required with --dataset folder"

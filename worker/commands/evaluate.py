@@ -6,23 +6,20 @@ search on it. Writes a JSON report, a per-image CSV (index,label,score) and plot
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.artifact import load_artifact
-from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, labelled_test_set, resolve_device
-from worker.data.datasets import LabelledImages, Protocol
-from worker.evaluation.metrics import detection_metrics
-from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
-from worker.training.fit import score_tensor
+from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, Amp, DatasetName, Protocol, labelled_test_set, resolve_device
+from worker.settings_cli import LogLevel
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class EvaluateSettings(BaseSettings):
@@ -40,8 +37,8 @@ class EvaluateSettings(BaseSettings):
     max_images: int | None = Field(None, ge=1, description="only the first N test images (e.g. to match a replayed stream)")
     batch_size: int = Field(256, ge=1)
     device: str = DEVICE
-    amp: str | None = Field(None, description="bf16 or fp16 autocast for scoring (default fp32)")
-    log_level: str = "info"
+    amp: Amp | None = Field(None, description="bf16 or fp16 autocast for scoring (default fp32)")
+    log_level: LogLevel = "info"
 
 
 def write_scores_csv(path: Path, labels: np.ndarray, scores: np.ndarray) -> None:
@@ -54,6 +51,12 @@ def write_scores_csv(path: Path, labels: np.ndarray, scores: np.ndarray) -> None
 
 
 def run(s: EvaluateSettings) -> dict[str, Any]:
+    from worker.artifact import load_artifact
+    from worker.data.datasets import LabelledImages
+    from worker.evaluation.metrics import detection_metrics
+    from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
+    from worker.training.fit import score_tensor
+
     device = resolve_device(s.device)
     art = load_artifact(s.model, device)
     test, unreadable = labelled_test_set(s.dataset, s.data_dir, s.folder, s.protocol, s.klass, art.input_spec)
@@ -93,10 +96,3 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
                       "recall": m["recall"], "f1": m["f1"], "fpr": m["fpr"], "n": m["n"]}))
     return report
 
-
-def register(sub: argparse._SubParsersAction) -> type[EvaluateSettings]:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("evaluate", help="evaluate an artifact on a labelled test set", description=__doc__)
-    add_settings_arguments(p, EvaluateSettings)
-    return EvaluateSettings

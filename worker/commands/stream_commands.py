@@ -1,24 +1,24 @@
-"""Stream-side subcommands: ``worker``, ``schemas`` and ``bench stream``."""
+"""Stream-side subcommands: ``worker`` and ``schemas``."""
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.settings_cli import add_settings_arguments
-from worker.stream.settings import WorkerSettings
+from worker.settings_cli import LogLevel
+
+if TYPE_CHECKING:
+    from worker.stream.settings import WorkerSettings
 
 
 class SchemasSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_SCHEMAS_", frozen=True)
     out: Path | None = Field(None, description="directory to write <name>.schema.json files (default: print)")
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
 
 
 def run_worker(s: WorkerSettings) -> int:
@@ -38,25 +38,3 @@ def run_schemas(s: SchemasSettings) -> None:
     for name, schema in schemas.items():
         (s.out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
 
-
-def register_all(sub: argparse._SubParsersAction, table: dict[str, tuple[type, Callable[[Any], Any]]]) -> None:
-    p = sub.add_parser("worker", help="run a streaming worker (Kafka -> GANomaly -> Kafka + Redis)",
-                       description="Consume encoded images, score them in micro-batches, write results, alerts and dead letters.")
-    add_settings_arguments(p, WorkerSettings)
-    table["worker"] = (WorkerSettings, run_worker)
-    p = sub.add_parser("schemas", help="print or write the JSON Schemas of the worker's messages")
-    add_settings_arguments(p, SchemasSettings)
-    table["schemas"] = (SchemasSettings, run_schemas)
-    from producers.cli import register as register_produce
-
-    register_produce(sub, table)
-    from producers.feedback import register as register_feedback
-    from worker.commands import replay, stack, trainer
-
-    replay.register(sub, table)
-    register_feedback(sub, table)
-    trainer.register(sub, table)
-    stack.register(sub, table)
-    from worker.commands import bench_stream
-
-    bench_stream.register(sub, table)

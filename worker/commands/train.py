@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from torch import nn
-from tqdm import tqdm
 
-from worker.artifact import save_artifact
-from worker.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, DatasetName, check_one_weight_average, resolve_device
-from worker.data.datasets import Protocol, Splits, folder_splits, idx_splits
-from worker.data.images import InputSpec, ResizePolicy, default_value_range
+from worker.commands.common import (
+    DATA_DIR,
+    DATASET,
+    DEVICE,
+    KLASS,
+    PROTOCOL,
+    AdvLoss,
+    DatasetName,
+    Protocol,
+    ScoreKind,
+    SelectBy,
+    check_one_weight_average,
+    resolve_device,
+)
+from worker.data.images import ResizePolicy
 from worker.errors import UserError
-from worker.model import AdvLoss, GanomalyConfig, Scorer
-from worker.training.fit import EpochStats, SelectBy, TrainConfig, clear_resume_state, fit, score_tensor
+from worker.settings_cli import LogLevel
+
+if TYPE_CHECKING:
+    from torch import nn
+    from tqdm import tqdm
+
+    from worker.data.datasets import Splits
+    from worker.data.images import InputSpec
 
 log = structlog.get_logger("train")
 
@@ -50,7 +65,7 @@ class TrainSettings(BaseSettings):
     adv_loss: AdvLoss = Field("features", description="the adversarial term: features (feature matching, the 2019 code's) or bce (BCE(D(G(x)), 1), the code of the paper's time)")
     target_fpr: float = Field(0.01, gt=0, lt=1, description="threshold = the (1 - target_fpr) quantile of validation scores")
     select_by: SelectBy = Field("val_recon", description="epoch selection on held-out normals: val_recon, val_latent, val_loss or last")
-    score: Literal["latent", "recon", "hybrid"] = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
+    score: ScoreKind = Field("latent", description="the shipped anomaly score: latent (the paper's), recon or hybrid")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="ship an exponential moving average of the generator's weights with this decay (bias-corrected, so the random initial weights drop out), BatchNorm statistics recomputed on training normals (0: off)")
     swa_start: int = Field(0, ge=0, description="from this epoch on, ship the average of the generator's epoch-end weights (stochastic weight averaging, BatchNorm statistics recomputed on training normals; 0: off)")
     input_low: float | None = Field(None, description="pixel value 0 maps to this (default: -0.4242 for the latent score, MNIST-style mean/std; -1 for recon and hybrid)")
@@ -64,10 +79,12 @@ class TrainSettings(BaseSettings):
     device: str = DEVICE
     resume: bool = Field(False, description="continue an interrupted run of the same --out")
     evaluate_test: bool = Field(True, description="also score the official test split after training and store the metrics (never used for selection)")
-    log_level: str = "info"
+    log_level: LogLevel = "info"
 
 
 def load_splits(s: TrainSettings, spec: InputSpec) -> Splits:
+    from worker.data.datasets import folder_splits, idx_splits
+
     if s.dataset == "folder":
         if s.folder is None:
             msg = "--folder is required with --dataset folder"
@@ -81,8 +98,23 @@ def load_splits(s: TrainSettings, spec: InputSpec) -> Splits:
     )
 
 
+def check_enough_for_a_batch(n_train: int, n_val: int, batch_size: int) -> None:
+    """Training drops the last partial batch, as the original loader does: fewer images than one batch train nothing."""
+    if n_train < batch_size:
+        hint = f"lower --batch-size to {n_train} or less, or add images" if n_train >= 2 else "add images"
+        msg = f"{n_train} training images (after holding out {n_val} for validation) is fewer than one batch of {batch_size}; {hint}"
+        raise UserError(msg)
+
+
 def run(s: TrainSettings, on_snapshot: Callable[[int, nn.Module], None] | None = None) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from worker.artifact import save_artifact
+    from worker.data.images import InputSpec, default_value_range
     from worker.evaluation.metrics import detection_metrics
+    from worker.model import GanomalyConfig, Scorer
+    from worker.model.calibration import FewCalibrationScores
+    from worker.training.fit import EpochStats, TrainConfig, clear_resume_state, fit, score_tensor
 
     check_one_weight_average(s.ema_decay, s.swa_start)
     device = resolve_device(s.device)
@@ -92,10 +124,19 @@ def run(s: TrainSettings, on_snapshot: Callable[[int, nn.Module], None] | None =
     if not high > low:
         msg = f"--input-high ({high}) must be above --input-low ({low})"
         raise UserError(msg)
+    if s.out.exists() and not s.out.is_dir():
+        msg = f"--out {s.out} is a file; give a directory to write the artifact to"
+        raise UserError(msg)
     spec = InputSpec(isize=s.isize, channels=s.channels, value_range=(low, high), resize=s.resize)
     t0 = time.monotonic()
     splits = load_splits(s, spec)
     log.info("data_loaded", **{k: v for k, v in splits.summary.items() if k != "sha256"}, seconds=round(time.monotonic() - t0, 2))
+    check_enough_for_a_batch(len(splits.train), len(splits.val), s.batch_size)
+    try:  # the resume state lives next to --out from the first epoch on
+        s.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        msg = f"cannot create {s.out.parent}: {e.strerror}"
+        raise UserError(msg) from e
     tcfg = TrainConfig(
         epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, beta1=s.beta1, w_adv=s.w_adv, w_con=s.w_con, w_enc=s.w_enc, adv_loss=s.adv_loss,
         target_fpr=s.target_fpr, select_by=s.select_by, seed=s.seed, score=s.score, ema_decay=s.ema_decay, swa_start=s.swa_start,
@@ -107,8 +148,15 @@ def run(s: TrainSettings, on_snapshot: Callable[[int, nn.Module], None] | None =
     def progress(total: int, desc: str) -> tqdm:
         return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None)  # None: off when not a TTY
 
-    result = fit(mcfg, tcfg, splits.train.x, splits.val.x, device=device, out_dir=s.out, resume=s.resume, on_epoch=on_epoch,
-                 on_snapshot=on_snapshot, progress=progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewCalibrationScores)
+        result = fit(mcfg, tcfg, splits.train.x, splits.val.x, device=device, out_dir=s.out, resume=s.resume, on_epoch=on_epoch,
+                     on_snapshot=on_snapshot, progress=progress)
+    for w in caught:  # the threshold's warning as this command's own event; anything else as it came
+        if issubclass(w.category, FewCalibrationScores):
+            log.warning("few_held_out_images", n_val=len(splits.val), message=str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     metrics: dict[str, Any] = {"best_epoch": result.best_epoch, "val_recon": result.history[result.best_epoch - 1].val_recon}
     if splits.test is not None:
         scores = score_tensor(Scorer(result.generator, device, spec=result.score_spec), splits.test.x)
@@ -126,10 +174,3 @@ def run(s: TrainSettings, on_snapshot: Callable[[int, nn.Module], None] | None =
     print(json.dumps(summary))
     return manifest
 
-
-def register(sub: argparse._SubParsersAction) -> type[TrainSettings]:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("train", help="train a model and write an artifact", description=__doc__)
-    add_settings_arguments(p, TrainSettings)
-    return TrainSettings

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.settings_cli import LogLevel
 
 
 class TrainerSettings(BaseSettings):
@@ -42,7 +43,7 @@ class TrainerSettings(BaseSettings):
     idle_ms: int = Field(2000, ge=100)
     lock_timeout_s: float = Field(600.0, ge=0, description="wait this long for a concurrent run to finish")
     device: str = "auto"
-    log_level: str = "info"
+    log_level: LogLevel = "info"
 
 
 def run_trainer(s: TrainerSettings) -> int:
@@ -65,14 +66,15 @@ def run_trainer(s: TrainerSettings) -> int:
 class ModelsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_MODELS_", frozen=True)
 
-    action: Literal["list", "promote", "rollback", "add"] = Field(description="list | promote VERSION | rollback | add (an artifact dir)")
+    action: Literal["list", "promote", "rollback", "add"] = Field(description="list | promote VERSION | rollback | add --artifact DIR")
     version: str | None = Field(None, description="the version to promote")
-    artifact: Path | None = Field(None, description="artifact directory to add to the store (with 'add'; --promote-now to point at it)")
-    model_store: Path = Path("/var/lib/ganomaly/models")
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    artifact: Path | None = Field(None, description="artifact directory to add to the store (with add)")
+    promote_now: bool = Field(False, description="with add: also make the added version the current one (workers switch to it)")
+    model_store: Path = Field(Path("/var/lib/ganomaly/models"), description="the model store shared with the trainer and the workers")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="the Redis holding the current-model pointer")
     redis_prefix: str = "ganomaly"
-    by: str = "cli"
-    log_level: str = "warning"
+    by: str = Field("cli", description="who made the change, recorded with the pointer")
+    log_level: LogLevel = "warning"
 
 
 def run_models(s: ModelsSettings) -> int:
@@ -81,6 +83,17 @@ def run_models(s: ModelsSettings) -> int:
     from worker.errors import UserError
     from worker.registry import ModelStore, Pointer, RedisPointer
 
+    if s.action != "add" and not s.model_store.is_dir():
+        # ModelStore() would create it: a mistyped path would list nothing and look like an empty registry
+        msg = f"model store {s.model_store} does not exist; check --model-store (env GANOMALY_MODELS_MODEL_STORE)"
+        raise UserError(msg)
+    if s.promote_now and s.action != "add":
+        msg = "--promote-now goes with add; use promote VERSION to point at a version already in the store"
+        raise UserError(msg)
+    if s.action == "add" and s.artifact is not None:
+        from worker.artifact import load_artifact
+
+        load_artifact(s.artifact)  # refuse a broken artifact before ModelStore() creates a store for it
     store = ModelStore(s.model_store)
     ptr = RedisPointer(redis.Redis.from_url(s.redis_url), s.redis_prefix)
     if s.action == "list":
@@ -99,23 +112,15 @@ def run_models(s: ModelsSettings) -> int:
                 msg = "--artifact is required with add"
                 raise UserError(msg)
             version = store.add(s.artifact)
-            print(json.dumps({"added": version}))
-            return 0
+            if not s.promote_now:
+                print(json.dumps({"added": version}))
+                return 0
+            s = s.model_copy(update={"version": version})
         if not s.version:
-            msg = "--version is required with promote"
+            msg = "promote needs a version: ganomaly models promote VERSION (ganomaly models list shows them)"
             raise UserError(msg)
         store.load(s.version)  # refuse to point workers at a broken artifact
         ptr.set(Pointer(s.version, str(store.path_of(s.version)), s.by, int(time.time() * 1000)))
-    print(json.dumps({"current": s.version}))
+    print(json.dumps({"current": s.version, **({"added": s.version} if s.promote_now else {})}))
     return 0
 
-
-def register(sub: argparse._SubParsersAction, table: dict[str, Any]) -> None:
-    from worker.settings_cli import add_settings_arguments
-
-    p = sub.add_parser("trainer", help="refit on confirmed normals, gate against the champion, promote", description=__doc__)
-    add_settings_arguments(p, TrainerSettings)
-    table["trainer"] = (TrainerSettings, run_trainer)
-    p = sub.add_parser("models", help="the model registry: list, add, promote VERSION, rollback")
-    add_settings_arguments(p, ModelsSettings, positional=("action", "version"))
-    table["models"] = (ModelsSettings, run_models)

@@ -82,9 +82,7 @@ def idx_splits(
     with_test: bool = True,
 ) -> Splits:
     images, labels = load_split(data_dir, "train")
-    if klass not in set(labels.tolist()):
-        msg = f"class {klass} does not occur in {data_dir}"
-        raise UserError(msg)
+    check_class_occurs(labels, klass, data_dir, "train")
     normal_idx = np.flatnonzero(is_anomaly(labels, protocol, klass) == 0)
     rng = np.random.default_rng(seed)
     normal_idx = rng.permutation(normal_idx)
@@ -109,8 +107,19 @@ def idx_splits(
     return Splits(train, val, test, summary)
 
 
+def check_class_occurs(labels: np.ndarray, klass: int, data_dir: Path, split: str) -> None:
+    """A protocol's class K must be a label of the split: otherwise every image is silently one kind."""
+    present = sorted({int(c) for c in np.unique(labels)})
+    if klass not in present:
+        contiguous = len(present) > 2 and present == list(range(present[0], present[-1] + 1))
+        shown = f"{present[0]}-{present[-1]}" if contiguous else ", ".join(map(str, present)) or "none"
+        msg = f"class {klass} does not occur in the {split} split of {data_dir} (its classes: {shown})"
+        raise UserError(msg)
+
+
 def idx_test_set(data_dir: Path, protocol: Protocol, klass: int, spec: InputSpec) -> LabelledImages:
     images, labels = load_split(data_dir, "t10k")
+    check_class_occurs(labels, klass, data_dir, "t10k")
     return LabelledImages(arrays_to_tensor(images, spec), is_anomaly(labels, protocol, klass), [f"t10k:{i}" for i in range(len(labels))])
 
 

@@ -8,10 +8,20 @@ test data (the original code min-max normalised over the test set).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+# Below this many held-out normals a quantile threshold is mostly noise: its false-positive
+# rate on new normals can be several times the target. (A warning, not a log line: this
+# package does no logging; the CLI's logging renders warnings like its own events.)
+FEW_CALIBRATION_SCORES = 100
+
+
+class FewCalibrationScores(UserWarning):
+    """The threshold was calibrated on fewer than FEW_CALIBRATION_SCORES held-out normals."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,11 @@ def calibrate(normal_scores: np.ndarray, target_fpr: float = 0.01) -> Calibratio
     # method="higher": the threshold is an observed score, so at most target_fpr of
     # the validation scores lie strictly above it.
     thr = float(np.quantile(s, 1.0 - target_fpr, method="higher"))
+    if s.size < FEW_CALIBRATION_SCORES:
+        at_max = f"; with target FPR {target_fpr} it is simply their highest score" if s.size * target_fpr < 1 else ""
+        warnings.warn(f"the threshold rests on only {s.size} held-out normal images{at_max}: its false-positive rate on new images is "
+                      f"uncertain; hold out at least {FEW_CALIBRATION_SCORES} (more images, or a larger --val-fraction)",
+                      FewCalibrationScores, stacklevel=2)
     return Calibration(
         threshold=thr,
         target_fpr=target_fpr,

@@ -26,7 +26,8 @@ class WorkerSettings(BaseSettings):
     alerts_topic: str = "image-alerts"
     dlq_topic: str = "image-dlq"
     group_id: str = "ganomaly-workers"
-    worker_id: str = Field(default_factory=_default_worker_id, description="client id; also names the Redis status key")
+    worker_id: str = Field(default_factory=_default_worker_id, description="client id; also names the Redis status key",
+                           json_schema_extra={"default_help": "$HOSTNAME, else <host>-<pid>"})
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: int = Field(10_000, ge=1000, description="lower = faster failover and group joins")
     heartbeat_interval_ms: int = Field(2_000, ge=100)

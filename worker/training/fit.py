@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
+from worker.errors import UserError
 from worker.model import (
     AdvLoss,
     Calibration,
@@ -206,8 +207,8 @@ def fit(
     as it found it (work on a copy to change modes) and has no say in selection.
     """
     if len(train_x) < cfg.batch_size:
-        msg = f"{len(train_x)} training images is fewer than one batch of {cfg.batch_size}"
-        raise ValueError(msg)
+        msg = f"{len(train_x)} training images is fewer than one batch of {cfg.batch_size}: lower the batch size or add images"
+        raise UserError(msg)
     if cfg.ema_decay > 0 and cfg.swa_start > 0:
         msg = "choose one of ema_decay and swa_start"
         raise ValueError(msg)
