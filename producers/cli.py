@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
 from producers.publisher import ImagePublisher
-from producers.sources import Item, folder_files, from_files, from_idx
+from producers.sources import Item, folder_files, from_files, from_idx, labelled_mix
 from worker.settings_cli import LogLevel
 
 
@@ -36,6 +36,8 @@ class ProduceSettings(BaseSettings):
     compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(None, description="producer compression (default: none)")
     rate: float | None = Field(None, gt=0, description="images per second (default: as fast as possible)")
     count: int | None = Field(None, ge=1, description="send at most this many")
+    anomaly_share: float | None = Field(None, ge=0, lt=1, description="with --protocol and --count: a random mix of this share of anomalies "
+                                                                        "and normals for the rest (an inspection line)")
     shuffle: bool = False
     seed: int = 0
     progress: bool = True
@@ -48,6 +50,9 @@ def _items(s: ProduceSettings, skipped: list[str]) -> tuple[int, Any]:
 
     if s.source_kind in ("idx", "fashion-mnist"):
         images, labels = load_split(s.data_dir, s.split)
+        if s.anomaly_share is not None:
+            mixed = _mix(s, labels)
+            return len(mixed), from_idx(images, labels, mixed, split=s.split, protocol=s.protocol, klass=s.klass)
         idx = np.arange(len(labels))
         if s.shuffle:
             idx = np.random.default_rng(s.seed).permutation(idx)
@@ -80,6 +85,18 @@ def _items(s: ProduceSettings, skipped: list[str]) -> tuple[int, Any]:
                 skipped.append(f"{it[0]}: {it[1]}")
 
     return len(files), gen()
+
+
+def _mix(s: ProduceSettings, labels: np.ndarray) -> np.ndarray:
+    from worker.errors import UserError
+
+    if s.protocol is None or s.count is None:
+        msg = "--anomaly-share needs --protocol (which classes are normal) and --count"
+        raise UserError(msg)
+    try:
+        return labelled_mix(labels, protocol=s.protocol, klass=s.klass, count=s.count, anomaly_share=s.anomaly_share or 0.0, seed=s.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from e
 
 
 def run(s: ProduceSettings) -> int:

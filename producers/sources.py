@@ -71,3 +71,19 @@ def from_idx(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, spl
         elif protocol == "one-class":
             label = "normal" if lab == klass else "anomaly"
         yield Item(key=f"{split}:{i}", data=encode_png(images[i]), content_type="image/png", label=label, headers={"class": str(lab)})
+
+
+def labelled_mix(labels: np.ndarray, *, protocol: str, klass: int, count: int, anomaly_share: float, seed: int) -> np.ndarray:
+    """Indices of an inspection-line stream: ``count`` images of which ``anomaly_share`` are anomalies under the protocol,
+    interleaved at random. Anomalies are drawn from every anomalous class alike."""
+    anomalous = (labels == klass) if protocol == "leave-one-out" else (labels != klass)
+    pool_a, pool_n = np.flatnonzero(anomalous), np.flatnonzero(~anomalous)
+    n_anom = round(count * anomaly_share)
+    n_norm = count - n_anom
+    if n_anom > len(pool_a) or n_norm > len(pool_n):
+        msg = (f"the split has {len(pool_n)} normal and {len(pool_a)} anomalous images for {protocol} class {klass}: "
+               f"{count} images at anomaly share {anomaly_share} need {n_norm} and {n_anom}; lower --count")
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    picked = np.concatenate([rng.choice(pool_n, n_norm, replace=False), rng.choice(pool_a, n_anom, replace=False)])
+    return rng.permutation(picked)

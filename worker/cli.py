@@ -62,6 +62,8 @@ COMMANDS: dict[str, Command] = {
                      "worker.commands.stack:run", positional=("action",)),
     "alerts": Command("print alerts from the Redis stream (optionally follow)", "worker.commands.stack:AlertsSettings",
                       "worker.commands.stack:run_alerts"),
+    "demo-summary": Command("summarise labelled results in plain language (caught, false alarms, latency)",
+                            "worker.commands.demo_summary:DemoSummarySettings", "worker.commands.demo_summary:run"),
 }
 GROUPS = {"bench": "benchmarks: model (scoring/training throughput), stream (end to end)"}
 

@@ -33,7 +33,7 @@ def test_severity_grows_with_distance_over_threshold() -> None:
 
 def test_schemas_are_generated_from_the_models() -> None:
     s = all_schemas()
-    assert set(s) == {"result", "alert", "dead-letter-headers", "worker-status", "feedback"}
+    assert set(s) == {"result", "alert", "result-headers", "alert-headers", "dead-letter-headers", "worker-status", "feedback"}
     assert "model_version" in s["result"]["properties"] and "dlq-reason" in s["dead-letter-headers"]["properties"]
 
 

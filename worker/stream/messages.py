@@ -16,6 +16,7 @@ H_CONTENT_TYPE = "content-type"
 H_SOURCE = "source"
 H_LABEL = "label"  # "normal" / "anomaly": used by evaluation only, never by scoring
 H_TRACE = "trace-id"
+H_TRACEPARENT = "traceparent"  # W3C Trace Context; continued on results and alerts (worker/stream/headers.py)
 
 # Dead-letter headers added next to the original ones.
 H_DLQ_REASON = "dlq-reason"
@@ -48,14 +49,22 @@ class InputRef(BaseModel):
 
 
 class Result(BaseModel):
-    """One per valid input record, on the results topic and in Redis."""
+    """One per valid input record, on the results topic and in Redis.
+
+    Kafka headers of a result record: ``model-version``, ``input`` (the result id), ``trace-id`` (when the
+    input had one), ``traceparent`` (W3C Trace Context) and CloudEvents 1.0 binary mode (``ResultEventHeaders``).
+    """
 
     schema_: Literal["ganomaly.result/v1"] = Field("ganomaly.result/v1", alias="schema")
     id: str = Field(description="topic:partition:offset of the input; stable across redeliveries")
     input: InputRef
     image_id: str | None = Field(None, description="record key, else None")
     source: str | None = Field(None, description="camera/line id from the source header")
-    trace_id: str | None = None
+    trace_id: str | None = Field(None, description="the input's trace-id header")
+    traceparent: str | None = Field(
+        None, description="W3C traceparent of the worker's scoring of this input: the input's trace (its traceparent, else its trace-id "
+                          "when that is a W3C trace id, else a new one) with a new parent id; also the traceparent header of the result "
+                          "and alert records")
     label: str | None = Field(None, description="the input's label header, carried for evaluation")
     score: float = Field(description="GANomaly latent score, mean over latent dims of (z - z')^2")
     score_normalised: float = Field(description="0 at the validation median, 1 at the threshold")
@@ -88,7 +97,11 @@ def severity(score_normalised: float) -> str:
 
 
 class Alert(BaseModel):
-    """An anomalous result, shaped for alert services (Alertmanager-like fields)."""
+    """An anomalous result, shaped for alert services (Alertmanager-like fields).
+
+    Kafka headers of an alert record: those of its result plus ``fingerprint``, and CloudEvents 1.0 binary
+    mode with ``ce_id`` = the fingerprint and ``ce_type`` = io.ganomaly.alert.v1 (``AlertEventHeaders``).
+    """
 
     schema_: Literal["ganomaly.alert/v1"] = Field("ganomaly.alert/v1", alias="schema")
     fingerprint: str
@@ -136,6 +149,38 @@ class DeadLetterHeaders(BaseModel):
     dlq_value_sha256: str | None = Field(None, alias=H_DLQ_VALUE_SHA256, description="SHA-256 of the omitted original, to check a fetched copy")
 
 
+class ResultEventHeaders(BaseModel):
+    """Kafka headers of a result record (CloudEvents 1.0, Kafka protocol binding, binary content mode; W3C Trace Context).
+
+    ``ce_id`` is the result id (input topic:partition:offset): one event per input, the same on every
+    redelivery of that input, so consumers that deduplicate on (``ce_source``, ``ce_id``) see each
+    decision once, as the Redis per-result key and the alert fingerprint do.
+    Dead letters carry none of these of their own: a dead letter is the input record itself, re-routed
+    with its original headers (its own ``traceparent`` or ``ce_*`` if it had them) plus the dlq-* headers.
+    """
+
+    ce_specversion: Literal["1.0"]
+    ce_id: str = Field(description="the result id, topic:partition:offset of the input")
+    ce_source: str = Field(description="URI reference /ganomaly/<input topic>")
+    ce_type: Literal["io.ganomaly.result.v1"]
+    ce_time: str = Field(description="RFC 3339 UTC time of scoring (scored_at_ms)")
+    ce_subject: str | None = Field(None, description="the image id (input record key), when present")
+    content_type: Literal["application/json"] = Field(alias="content-type", description="the CloudEvents datacontenttype")
+    traceparent: str = Field(pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                             description="W3C traceparent: the input's trace continued with the worker's own parent id (see Result.traceparent)")
+    trace_id: str | None = Field(None, alias="trace-id", description="the input's trace-id header, when it had one")
+    model_version: str = Field(alias="model-version")
+    input: str = Field(description="the result id")
+
+
+class AlertEventHeaders(ResultEventHeaders):
+    """Kafka headers of an alert record: its result's, with the alert's CloudEvents type and id."""
+
+    ce_id: str = Field(description="the alert fingerprint: the same input always gives the same id")
+    ce_type: Literal["io.ganomaly.alert.v1"]  # type: ignore[assignment]
+    fingerprint: str
+
+
 class WorkerStatus(BaseModel):
     """The Redis hash ``{prefix}:worker:{id}`` (refreshed each batch, expires when the worker dies)."""
 
@@ -153,6 +198,8 @@ def all_schemas() -> dict[str, dict[str, Any]]:
     return {
         "result": Result.model_json_schema(by_alias=True),
         "alert": Alert.model_json_schema(by_alias=True),
+        "result-headers": ResultEventHeaders.model_json_schema(by_alias=True),
+        "alert-headers": AlertEventHeaders.model_json_schema(by_alias=True),
         "dead-letter-headers": DeadLetterHeaders.model_json_schema(by_alias=True),
         "worker-status": WorkerStatus.model_json_schema(by_alias=True),
         "feedback": Feedback.model_json_schema(by_alias=True),

@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from worker.stream import messages as m
+from worker.stream.headers import CE_TYPE_ALERT, CE_TYPE_RESULT, cloudevent_headers, continue_trace
 from worker.stream.kafka_io import headers_dict
 from worker.stream.retry import retry_until_done
 from worker.stream.sinks.outputs import OutputBatch
@@ -36,14 +37,20 @@ class KafkaSink:
     def _sends(self, batch: OutputBatch) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         for r, key in zip(batch.results, batch.keys, strict=True):
-            hdrs = [("model-version", r.model_version.encode()), ("input", r.id.encode())]
+            # A result built without one (not by the worker's scorer) still gets a valid trace context.
+            traceparent = r.traceparent or str(continue_trace(None, r.trace_id))
+            hdrs = [("model-version", r.model_version.encode()), ("input", r.id.encode()), (m.H_TRACEPARENT, traceparent.encode())]
             if r.trace_id:
                 hdrs.append((m.H_TRACE, r.trace_id.encode()))
-            out.append((self.results_topic, {"key": key, "value": r.to_json(), "headers": hdrs}))
+            # Results and alerts of one input share a source: the input topic, where the occurrence (the scoring of that record) happened.
+            event = {"source": f"/ganomaly/{r.input.topic}", "time_ms": r.scored_at_ms, "subject": r.image_id}
+            out.append((self.results_topic, {"key": key, "value": r.to_json(),
+                                             "headers": [*hdrs, *cloudevent_headers(ce_id=r.id, ce_type=CE_TYPE_RESULT, **event)]}))
             if r.is_anomaly:
                 alert = m.Alert.from_result(r)
+                ce = cloudevent_headers(ce_id=alert.fingerprint, ce_type=CE_TYPE_ALERT, **event)
                 out.append((self.alerts_topic, {"key": (r.source or r.id).encode(), "value": alert.to_json(),
-                                                "headers": [*hdrs, ("fingerprint", alert.fingerprint.encode())]}))
+                                                "headers": [*hdrs, ("fingerprint", alert.fingerprint.encode()), *ce]}))
         for r in batch.shadow:
             out.append((self.shadow_topic, {"key": r.id.encode(), "value": r.to_json(), "headers": [("model-version", r.model_version.encode())]}))
         for d in batch.dead:
