@@ -221,12 +221,12 @@ def wait_for_kafka(wait: StartupWait, common: dict[str, Any]) -> None:
 
 
 def redis_address(url: str) -> str:
-    """host:port/db of a Redis URL, without its credentials (for messages and logs)."""
+    """host:port of a Redis URL, without its credentials (for messages and logs)."""
     try:
         parts = urlsplit(url)
         if parts.scheme == "unix":
             return parts.path
-        return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}{parts.path if parts.path not in ('', '/') else ''}"
+        return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
     except ValueError:
         return "(unparsable URL)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import signal
@@ -618,3 +619,7 @@ def run_worker(settings: WorkerSettings) -> int:
         # the worker writes JSON lines only (cli.py's plain `error:` line is for the one-shot commands)
         log.error("startup_failed", error=str(e), connect_timeout_s=settings.connect_timeout_s)
         return 2
+    finally:
+        # the process ends next, everything is closed: spare its exit the final collection over
+        # torch's objects (a second and more on a busy CPU), so that a stop is prompt
+        gc.freeze()
