@@ -45,8 +45,16 @@ _KAFKA_PERMANENT: tuple[type[BaseException], ...] = (KafkaConfigurationError, In
 _REDIS_PERMANENT: tuple[type[BaseException], ...] = (redis.AuthenticationError, redis.ResponseError)
 
 
-class ConnectTimeout(UserError):
+class ConnectError(UserError):
+    """Start-up could not connect to the broker or Redis; the message is the one line to show."""
+
+
+class ConnectTimeout(ConnectError):
     """The broker or Redis did not answer within the start-up bound."""
+
+
+class ConnectRefused(ConnectError):
+    """The broker or Redis answered with an error no waiting mends (credentials, permissions, configuration)."""
 
 
 class _KafkaAttemptError(Exception):
@@ -99,7 +107,7 @@ def _until_ready(wait: StartupWait, attempt: Callable[[], T], *, event: str, nam
                 result = attempt()
             except permanent as e:
                 msg = f"{name} at {where} refused the connection: {_describe(e)}"
-                raise UserError(msg) from None
+                raise ConnectRefused(msg) from None
             except retry_on as e:
                 error = _describe(e)
                 remaining = wait.remaining()

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from worker.log import _RepeatFilter, configure_logging
+from worker import log as worker_log
+from worker.log import configure_logging
 
 
 def test_a_flood_of_kafka_connection_failures_is_one_line_and_other_loggers_are_untouched(capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,7 +33,7 @@ def test_debug_lets_every_repeat_through(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_the_line_after_a_quiet_spell_counts_what_was_left_out() -> None:
-    f = _RepeatFilter(("kafka",), window_s=0.2)
+    f = worker_log._RepeatFilter(("kafka",), window_s=0.2)
 
     def record(n: int) -> logging.LogRecord:
         return logging.LogRecord("kafka.net.connection", logging.ERROR, __file__, 1, "Connection lost after %d ms", (n,), None)

@@ -23,7 +23,7 @@ from structlog.contextvars import bound_contextvars
 
 from worker.artifact import load_artifact
 from worker.commands.common import resolve_device
-from worker.connect import ConnectTimeout, StartupStopped, StartupWait, connect_kafka, wait_for_redis
+from worker.connect import ConnectError, StartupStopped, StartupWait, connect_kafka, wait_for_redis
 from worker.data.images import DecodeLimits, decode_many
 from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
@@ -605,7 +605,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
 
 def run_worker(settings: WorkerSettings) -> int:
     """The worker's exit status: 0 after a stop (SIGTERM or SIGINT, during start-up too), 1 when a
-    stage crashed, 2 when the broker or Redis did not answer within ``connect_timeout_s``."""
+    stage crashed, 2 when the broker or Redis did not answer within ``connect_timeout_s`` (or refused us)."""
     startup = StartupWait(settings.connect_timeout_s, backoff_max_s=settings.retry_backoff_max_s, attempt_level=logging.WARNING)
     # before the model loads and the first wait: a stop during start-up must end it, not kill it mid-way
     signal.signal(signal.SIGTERM, lambda *_: startup.stop.set())
@@ -615,7 +615,7 @@ def run_worker(settings: WorkerSettings) -> int:
     except StartupStopped as e:
         log.info("stopped", during="start-up", waiting_for=str(e), elapsed_s=round(startup.elapsed(), 1))
         return 0
-    except ConnectTimeout as e:
+    except ConnectError as e:
         # the worker writes JSON lines only (cli.py's plain `error:` line is for the one-shot commands)
         log.error("startup_failed", error=str(e), connect_timeout_s=settings.connect_timeout_s)
         return 2
