@@ -41,6 +41,7 @@ class ProduceSettings(BaseSettings):
     shuffle: bool = False
     seed: int = 0
     progress: bool = True
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 
 
@@ -104,7 +105,7 @@ def run(s: ProduceSettings) -> int:
     total, items = _items(s, skipped)
     t0 = time.monotonic()
     bar = tqdm(total=total, unit="img", disable=not s.progress, dynamic_ncols=True)
-    with ImagePublisher(s.bootstrap_servers, s.topic, compression=s.compression) as pub:
+    with ImagePublisher(s.bootstrap_servers, s.topic, compression=s.compression, connect_timeout_s=s.connect_timeout_s) as pub:
         for i, it in enumerate(items):
             if s.rate:
                 delay = t0 + i / s.rate - time.monotonic()

@@ -16,11 +16,15 @@ if TYPE_CHECKING:
     from worker.stream.messages import Feedback
 
 
-def post_verdicts(bootstrap_servers: str, topic: str, verdicts: list[Feedback]) -> int:
-    """Send and wait for every acknowledgement; returns how many were sent."""
+def post_verdicts(bootstrap_servers: str, topic: str, verdicts: list[Feedback], *, connect_timeout_s: float = 30.0) -> int:
+    """Send and wait for every acknowledgement; returns how many were sent. Waits up to
+    ``connect_timeout_s`` for the broker, then raises :class:`worker.connect.ConnectTimeout`."""
     from kafka import KafkaProducer
 
-    prod = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True, linger_ms=5)
+    from worker.connect import StartupWait, connect_kafka
+
+    prod = connect_kafka(StartupWait(connect_timeout_s), {"bootstrap_servers": bootstrap_servers.split(",")},
+                         lambda cfg: KafkaProducer(**cfg, acks="all", enable_idempotence=True, linger_ms=5))
     try:
         futs = [prod.send(topic, key=v.subject.encode(), value=v.to_json()) for v in verdicts]
         prod.flush()
@@ -42,6 +46,7 @@ class FeedbackSettings(BaseSettings):
     image_id: str | None = Field(None, description="the image's key, when judging by image rather than by result")
     by: str = Field(default_factory=getpass.getuser, description="who gives the verdict", json_schema_extra={"default_help": "the login name"})
     note: str | None = Field(None, description="free text kept with the verdict")
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 
 
@@ -65,7 +70,7 @@ def run(s: FeedbackSettings) -> int:
         verdicts.append(Feedback(verdict=s.verdict, input=ref, result_id=rid, image_id=s.image_id, by=s.by, at_ms=now, note=s.note))
     if not verdicts:
         verdicts.append(Feedback(verdict=s.verdict, image_id=s.image_id, by=s.by, at_ms=now, note=s.note))
-    n = post_verdicts(s.bootstrap_servers, s.topic, verdicts)
+    n = post_verdicts(s.bootstrap_servers, s.topic, verdicts, connect_timeout_s=s.connect_timeout_s)
     print(json.dumps({"sent": n, "topic": s.topic, "verdict": s.verdict}))
     return 0
 

@@ -34,14 +34,20 @@ class PublishStats:
 
 
 class ImagePublisher:
-    def __init__(self, bootstrap_servers: str, topic: str, *, compression: str | None = None, linger_ms: int = 5, **kafka: Any) -> None:
+    """``connect_timeout_s``: how long the constructor waits for the broker before raising
+    :class:`worker.connect.ConnectTimeout` (a one-line message naming the address)."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, *, compression: str | None = None, linger_ms: int = 5,
+                 connect_timeout_s: float = 30.0, **kafka: Any) -> None:
+        from worker.connect import StartupWait, connect_kafka
+
         self.topic = topic
         self.stats = PublishStats()
         self._futures: list[Any] = []
-        self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True, linger_ms=linger_ms,
-            batch_size=256 * 1024, max_request_size=32 * 1024 * 1024, compression_type=compression, **kafka,
-        )
+        common = {"bootstrap_servers": bootstrap_servers.split(","), **kafka}
+        self.producer = connect_kafka(StartupWait(connect_timeout_s), common, lambda cfg: KafkaProducer(
+            acks="all", enable_idempotence=True, linger_ms=linger_ms, batch_size=256 * 1024, max_request_size=32 * 1024 * 1024,
+            compression_type=compression, **cfg))
 
     def publish(self, data: bytes, *, key: str | None = None, source: str | None = None, label: str | None = None,
                 content_type: str | None = None, trace_id: str | None = None, extra_headers: dict[str, str] | None = None,

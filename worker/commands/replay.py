@@ -68,6 +68,7 @@ class ReplaySettings(BaseSettings):
     device: str = "auto"
     amp: Amp | None = None
     channel_policy: Literal["strict", "convert"] = "strict"
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 
     @field_validator("start_time", "end_time")
@@ -80,6 +81,7 @@ class ReplaySettings(BaseSettings):
 def run(s: ReplaySettings) -> dict[str, Any]:
     from worker.artifact import load_artifact
     from worker.commands.common import resolve_device
+    from worker.connect import StartupWait, wait_for_kafka
     from worker.data.images import DecodeLimits
     from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
     from worker.replay import report as rep
@@ -93,6 +95,7 @@ def run(s: ReplaySettings) -> dict[str, Any]:
     if s.eval_topic and s.eval_topic in {s.results_topic, s.alerts_topic, s.topic}:
         msg = f"--eval-topic {s.eval_topic} is a production topic; replays never write there"
         raise UserError(msg)
+    wait_for_kafka(StartupWait(s.connect_timeout_s), common)  # the readers below then connect at once
     t0 = time.perf_counter()
     records = read_stretch(common, s.topic, stretch, partitions=parts, idle_ms=s.idle_ms, max_records=s.max_records)
     out: dict[str, Any] = {"topic": s.topic, "mode": s.mode, "selection": {k: getattr(s, k) for k in (

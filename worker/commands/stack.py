@@ -159,6 +159,7 @@ class AlertsSettings(BaseSettings):
     follow: bool = Field(False, description="keep printing new alerts as they arrive")
     count: int = Field(20, ge=1, description="how many recent alerts to print first")
     seconds: float | None = Field(None, gt=0, description="with --follow: stop after this long")
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 
 
@@ -168,6 +169,9 @@ def run_alerts(s: AlertsSettings) -> int:
 
     import redis
 
+    from worker.connect import StartupWait, wait_for_redis
+
+    wait_for_redis(StartupWait(s.connect_timeout_s), s.redis_url)
     r = redis.Redis.from_url(s.redis_url)
     key = f"{s.redis_prefix}:alerts"
 

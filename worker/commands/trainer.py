@@ -41,13 +41,17 @@ class TrainerSettings(BaseSettings):
     auroc_tolerance: float = Field(0.01, ge=0)
     min_anomalies: int = Field(5, ge=1)
     idle_ms: int = Field(2000, ge=100)
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     lock_timeout_s: float = Field(600.0, ge=0, description="wait this long for a concurrent run to finish")
     device: str = "auto"
     log_level: LogLevel = "info"
 
 
 def run_trainer(s: TrainerSettings) -> int:
+    import structlog
+
     from worker.commands.common import check_one_weight_average
+    from worker.connect import ConnectTimeout, StartupStopped, StartupWait
     from worker.trainer.job import run_once
 
     check_one_weight_average(s.ema_decay, s.swa_start)
@@ -56,9 +60,19 @@ def run_trainer(s: TrainerSettings) -> int:
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    first = True
     while not stop.is_set():
         t0 = time.monotonic()
-        print(json.dumps(run_once(s), default=str), flush=True)
+        try:
+            print(json.dumps(run_once(s, StartupWait(s.connect_timeout_s, stop=stop)), default=str), flush=True)
+        except StartupStopped:
+            return 0
+        except ConnectTimeout as e:
+            if first:  # a trainer that never reached its broker or Redis is misconfigured: say so and exit 2
+                raise
+            # later, an outage: this run is skipped, the next one tries again
+            structlog.get_logger("trainer").error("run_skipped", error=str(e))
+        first = False
         stop.wait(max(0.0, s.every - (time.monotonic() - t0)))
     return 0
 
@@ -74,12 +88,14 @@ class ModelsSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="the Redis holding the current-model pointer")
     redis_prefix: str = "ganomaly"
     by: str = Field("cli", description="who made the change, recorded with the pointer")
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 
 
 def run_models(s: ModelsSettings) -> int:
     import redis
 
+    from worker.connect import StartupWait, wait_for_redis
     from worker.errors import UserError
     from worker.registry import ModelStore, Pointer, RedisPointer
 
@@ -95,6 +111,8 @@ def run_models(s: ModelsSettings) -> int:
 
         load_artifact(s.artifact)  # refuse a broken artifact before ModelStore() creates a store for it
     store = ModelStore(s.model_store)
+    if s.action != "add":  # the only action that leaves the pointer alone
+        wait_for_redis(StartupWait(s.connect_timeout_s), s.redis_url)
     ptr = RedisPointer(redis.Redis.from_url(s.redis_url), s.redis_prefix)
     if s.action == "list":
         cur = ptr.get()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import queue
 import signal
 import threading
@@ -21,6 +23,7 @@ from structlog.contextvars import bound_contextvars
 
 from worker.artifact import load_artifact
 from worker.commands.common import resolve_device
+from worker.connect import ConnectError, StartupStopped, StartupWait, connect_kafka, wait_for_redis
 from worker.data.images import DecodeLimits, decode_many
 from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
@@ -32,7 +35,7 @@ from worker.stream.kafka_io import ensure_topics, headers_dict, make_consumer, m
 from worker.stream.metrics import Health, WorkerMetrics, serve_http
 from worker.stream.model_holder import ModelHolder, ServingModel, serving_model, warm_up
 from worker.stream.offsets import OffsetTracker
-from worker.stream.retry import Aborted, retry_until_done
+from worker.stream.retry import Aborted
 from worker.stream.settings import WorkerSettings
 from worker.stream.sinks.kafka_sink import KafkaSink
 from worker.stream.sinks.outputs import DeadLetter, OutputBatch
@@ -53,8 +56,12 @@ class Decoded:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, startup: StartupWait | None = None) -> None:
         self.s = settings
+        # one bound for everything start-up waits for (Redis for the registry, the broker); its stop
+        # event is the worker's, so a SIGTERM while waiting ends the wait at once
+        self.startup = startup or StartupWait(settings.connect_timeout_s, backoff_max_s=settings.retry_backoff_max_s,
+                                              attempt_level=logging.WARNING)
         self.device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
@@ -83,7 +90,7 @@ class Worker:
         self.raw_q: queue.Queue[Any] = queue.Queue()  # bounded by max_in_flight through pause/resume
         self.ready_q: queue.Queue[Decoded] = queue.Queue()
         self.out_q: queue.Queue[OutputBatch | DeadLetter] = queue.Queue(maxsize=8)
-        self.stop = threading.Event()  # stop polling, drain
+        self.stop = self.startup.stop  # stop polling, drain
         self.abort = threading.Event()  # give up on in-flight work (past the drain budget)
         self.scored_total = 0
         self.dead_total = 0
@@ -92,6 +99,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self.crashed: str | None = None  # the stage whose unexpected error stopped the worker
         self.consumer: KafkaConsumer | None = None
+        self._producer: Any = None
         self._http = None
         self.on_acked: Any = None  # optional callback(list of end-to-end seconds) per output batch (benchmarks)
 
@@ -110,6 +118,7 @@ class Worker:
         path = s.model
         pointer = self._registry_pointer()
         if pointer is not None:
+            wait_for_redis(self.startup, s.redis_url.get_secret_value())
             try:
                 ptr = pointer.get()
             except redis.RedisError as e:
@@ -415,22 +424,23 @@ class Worker:
                 except (KafkaError, TypeError, AssertionError):
                     pass
 
-    def run(self) -> int:
+    def _readiness(self) -> dict[str, Any]:
+        return {"model_version": self.models.current().version, "partitions": len(self.assignment), "waiting_for": self.startup.waiting_for}
+
+    def _connect(self) -> tuple[Any, redis.Redis, KafkaSink, RedisSink]:
+        """The broker, then Redis, each waited for within the start-up bound (``connect_timeout_s``)."""
         s = self.s
+        wait = self.startup
         common = s.kafka_common()
-        if s.metrics_port:
-            self._http = serve_http(s.metrics_host, s.metrics_port, self.metrics, self.health,
-                                    lambda: {"model_version": self.models.current().version, "partitions": len(self.assignment)})
         if s.create_topics:
-            ensure_topics(common, [s.input_topic, s.results_topic, s.alerts_topic, s.dlq_topic] + ([s.shadow_topic] if s.shadow_model else []),
-                          s.topic_partitions)
-        # A broker that is down at start is an outage like any other: wait for it (SIGTERM still stops us).
-        producer = retry_until_done(
-            lambda: make_producer(common, linger_ms=s.producer_linger_ms,
-                                  compression_type=None if s.producer_compression == "none" else s.producer_compression,
-                                  delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2),
-                                  max_request_size=s.producer_max_request_bytes),
-            what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
+            topics = [s.input_topic, s.results_topic, s.alerts_topic, s.dlq_topic] + ([s.shadow_topic] if s.shadow_model else [])
+            connect_kafka(wait, common, lambda cfg: ensure_topics(cfg, topics, s.topic_partitions))
+        producer = connect_kafka(wait, common, lambda cfg: make_producer(
+            cfg, linger_ms=s.producer_linger_ms, compression_type=None if s.producer_compression == "none" else s.producer_compression,
+            delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2),
+            max_request_size=s.producer_max_request_bytes))
+        self._producer = producer
+        wait_for_redis(wait, s.redis_url.get_secret_value())
         rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
         kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic, shadow_topic=s.shadow_topic,
                                worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000,
@@ -438,14 +448,34 @@ class Worker:
         redis_sink = RedisSink(rclient, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
                                status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s,
                                on_retry=lambda _e: self._sink_retrying("redis"))
-        self.consumer = retry_until_done(
-            lambda: make_consumer(
-                common, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,
-                heartbeat_interval_ms=s.heartbeat_interval_ms, max_poll_interval_ms=s.max_poll_interval_ms,
-                max_poll_records=s.max_poll_records, fetch_max_bytes=s.fetch_max_bytes, fetch_max_wait_ms=s.fetch_max_wait_ms,
-            ),
-            what="kafka-connect", abort=self.stop, retry_on=(KafkaError,), backoff_max_s=s.retry_backoff_max_s)
+        self.consumer = connect_kafka(wait, common, lambda cfg: make_consumer(
+            cfg, group_id=s.group_id, auto_offset_reset=s.auto_offset_reset, session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms, max_poll_interval_ms=s.max_poll_interval_ms,
+            max_poll_records=s.max_poll_records, fetch_max_bytes=s.fetch_max_bytes, fetch_max_wait_ms=s.fetch_max_wait_ms))
+        return producer, rclient, kafka_sink, redis_sink
+
+    def _abandon_startup(self) -> None:
+        """Start-up gave up or was stopped: release what it had made, nothing was polled."""
+        if self._producer is not None:
+            self._producer.close(timeout=1)
+        if self.decode_pool is not None:
+            self.decode_pool.close()
+        if self._http is not None:
+            self._http.shutdown()
+
+    def run(self) -> int:
+        s = self.s
+        if s.metrics_port:
+            # up while start-up waits: /healthz live (a restart would not bring the broker sooner; the
+            # start-up bound ends a wait that lasts too long), /readyz false and saying what is awaited
+            self._http = serve_http(s.metrics_host, s.metrics_port, self.metrics, self.health, self._readiness)
+        try:
+            producer, rclient, kafka_sink, redis_sink = self._connect()
+        except BaseException:
+            self._abandon_startup()
+            raise
         self._committed: dict[TopicPartition, int] = {}
+        assert self.consumer is not None
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
         # with processes, each decode thread keeps one chunk in flight: at least one per process, or processes idle
         self._threads = [self._stage(f"decode-{i}", lambda: self._decode_loop(self.decode_pool))
@@ -576,7 +606,22 @@ class _Rebalance(AsyncConsumerRebalanceListener):
 
 
 def run_worker(settings: WorkerSettings) -> int:
-    w = Worker(settings)
-    signal.signal(signal.SIGTERM, w.request_stop)
-    signal.signal(signal.SIGINT, w.request_stop)
-    return w.run()
+    """The worker's exit status: 0 after a stop (SIGTERM or SIGINT, during start-up too), 1 when a
+    stage crashed, 2 when the broker or Redis did not answer within ``connect_timeout_s`` (or refused us)."""
+    startup = StartupWait(settings.connect_timeout_s, backoff_max_s=settings.retry_backoff_max_s, attempt_level=logging.WARNING)
+    # before the model loads and the first wait: a stop during start-up must end it, not kill it mid-way
+    signal.signal(signal.SIGTERM, lambda *_: startup.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: startup.stop.set())
+    try:
+        return Worker(settings, startup).run()
+    except StartupStopped as e:
+        log.info("stopped", during="start-up", waiting_for=str(e), elapsed_s=round(startup.elapsed(), 1))
+        return 0
+    except ConnectError as e:
+        # the worker writes JSON lines only (cli.py's plain `error:` line is for the one-shot commands)
+        log.error("startup_failed", error=str(e), connect_timeout_s=settings.connect_timeout_s)
+        return 2
+    finally:
+        # the process ends next, everything is closed: spare its exit the final collection over
+        # torch's objects (a second and more on a busy CPU), so that a stop is prompt
+        gc.freeze()

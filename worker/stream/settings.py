@@ -91,6 +91,9 @@ class WorkerSettings(BaseSettings):
     liveness_stale_s: float = Field(30.0, gt=0, description="/healthz fails when a loop has not reported for this long (at least "
                                                            "drain_timeout_s + 10); waiting out an outage counts as reporting")
     retry_backoff_max_s: float = Field(5.0, gt=0)
+    # exit code 2 past it, so an orchestrator shows a crash loop with its reason; an outage after
+    # start-up is waited out however long it lasts
+    connect_timeout_s: float = Field(120.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: str = "info"
 
     @model_validator(mode="after")

@@ -10,17 +10,22 @@ import structlog
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
+from worker.connect import StartupWait, connect_kafka
 from worker.stream.messages import Feedback
 from worker.trainer.normal_set import NormalSet
 
 log = structlog.get_logger("trainer.ingest")
 
 
-def ingest_feedback(common: dict[str, Any], topic: str, group_id: str, ns: NormalSet, *, idle_ms: int = 2000) -> dict[str, int]:
-    """Consume new verdicts (committing only after the index is saved) and fetch missing bytes."""
+def ingest_feedback(common: dict[str, Any], topic: str, group_id: str, ns: NormalSet, *, idle_ms: int = 2000,
+                    wait: StartupWait | None = None) -> dict[str, int]:
+    """Consume new verdicts (committing only after the index is saved) and fetch missing bytes.
+
+    ``wait`` bounds how long the broker is waited for (default: 30 s)."""
     counts: dict[str, int] = defaultdict(int)
-    c = KafkaConsumer(topic, **common, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-                      session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    c = connect_kafka(wait or StartupWait(30.0), common, lambda cfg: KafkaConsumer(
+        topic, **cfg, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=6000,
+        heartbeat_interval_ms=1000))
     try:
         started = time.monotonic()
         last: float | None = None  # idleness counts from the assignment, not from the (slow) group join

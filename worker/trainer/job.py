@@ -12,6 +12,7 @@ import structlog
 import torch
 
 from worker.artifact import Artifact
+from worker.connect import StartupWait, wait_for_redis
 from worker.data.datasets import idx_splits
 from worker.data.images import BadImage, DecodeLimits, InputSpec, decode_image
 from worker.model import Generator
@@ -45,11 +46,16 @@ def original_data(champion: Artifact, spec: InputSpec) -> tuple[torch.Tensor, to
     return sp.train.x, sp.val.x
 
 
-def run_once(s: Any) -> dict[str, Any]:
-    """``s`` is a TrainerSettings. Returns the decision record (also written to the store)."""
+def run_once(s: Any, wait: StartupWait | None = None) -> dict[str, Any]:
+    """``s`` is a TrainerSettings. Returns the decision record (also written to the store).
+
+    Redis and the broker are waited for within ``wait`` (default: ``s.connect_timeout_s``), which
+    raises :class:`worker.connect.ConnectTimeout` past its bound."""
     from worker.commands.common import resolve_device
 
+    wait = wait or StartupWait(s.connect_timeout_s)
     common = {"bootstrap_servers": s.bootstrap_servers.split(",")}
+    wait_for_redis(wait, s.redis_url)
     store = ModelStore(s.model_store)
     rclient = redis.Redis.from_url(s.redis_url, socket_timeout=10)
     pointer = RedisPointer(rclient, s.redis_prefix)
@@ -57,7 +63,7 @@ def run_once(s: Any) -> dict[str, Any]:
     t0 = time.monotonic()
     with store.lock(s.lock_timeout_s):
         ns = NormalSet(s.data_dir)
-        ingested = ingest_feedback(common, s.feedback_topic, s.group_id, ns, idle_ms=s.idle_ms)
+        ingested = ingest_feedback(common, s.feedback_topic, s.group_id, ns, idle_ms=s.idle_ms, wait=wait)
         log.info("feedback_ingested", **ingested, normals=len(ns.with_verdict("normal")), anomalies=len(ns.with_verdict("anomaly")))
         ptr = pointer.get()
         if ptr is None:
