@@ -16,7 +16,7 @@ from worker.settings_cli import settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["train", "evaluate", "bench model", "bench stream", "worker", "schemas", "produce", "replay", "feedback", "trainer", "models",
-            "stack", "alerts"]
+            "stack", "alerts", "demo-summary"]
 POSITIONAL = {"models": ("action", "version"), "stack": ("action",)}
 
 
