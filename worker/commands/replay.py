@@ -66,7 +66,7 @@ class ReplaySettings(BaseSettings):
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
     amp: Literal["bf16", "fp16"] | None = None
-    channel_policy: Literal["strict", "convert"] = "strict"
+    channel_policy: Literal["convert", "strict"] = Field("convert", description="convert: images are brought to the model's channel count, as the worker does by default; strict: a mismatch is counted as unreadable with reason channels")
     log_level: str = "warning"
 
     @field_validator("start_time", "end_time")
