@@ -32,7 +32,7 @@ class TrainSettings(BaseSettings):
     out: Path = Field(description="artifact directory to write")
     dataset: DatasetName = DATASET
     data_dir: Path = DATA_DIR
-    folder: Path | None = Field(None, description="folder of normal images (with --dataset folder)")
+    folder: Path | None = Field(None, description="folder of normal images (with --dataset folder); for an MVTec AD category (detected) its train/good")
     skip_unreadable: bool = Field(False, description="with --dataset folder: skip (and count) unreadable images instead of stopping")
     protocol: Protocol = PROTOCOL
     klass: int = KLASS
