@@ -48,7 +48,7 @@ def test_colour_frames_on_a_grayscale_model_are_scored_by_default_and_dead_lette
     broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path
 ) -> None:
     """Issue 19, defect 6: a colour camera on a grayscale model was 100 % dead letters by default."""
-    n = 120
+    n = 60
     topics = Topics(broker)
     sent = _publish_frames(broker, topics.input, list(range(n)))
     port = free_port()
