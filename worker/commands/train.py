@@ -58,7 +58,7 @@ class TrainSettings(BaseSettings):
     isize: int = Field(32, ge=16, multiple_of=16)
     resize: ResizePolicy = Field("bilinear-stretch", description="how images reach isize x isize: bilinear-stretch (the original's), letterbox (aspect kept, padded) or pad (letterbox that never enlarges)")
     channels: int = Field(1, description="1 or 3")
-    jpeg_draft: bool = Field(True, description="JPEGs at least twice the size the resize needs are decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder (DCT scaling: a 640x480 frame for a 128x128 model ~3x faster, pixels within ~1/255); shipped in the artifact so serving decodes alike")
+    jpeg_draft: bool = Field(True, description="JPEGs at least twice the size the resize needs are decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder (DCT scaling: a 640x480 frame for a 128x128 model decodes 2-3x faster, pixels within ~1/255); shipped in the artifact so serving decodes alike")
     nz: int = Field(100, ge=1)
     ngf: int = Field(64, ge=1)
     extra_layers: int = Field(0, ge=0)

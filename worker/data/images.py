@@ -61,7 +61,7 @@ class InputSpec:
     resize: ResizePolicy = "bilinear-stretch"
     # JPEGs at least twice the size the resize needs are decoded at 1/2, 1/4 or 1/8 scale by the
     # JPEG decoder itself (Pillow's draft(): DCT scaling), then resized as usual: a 640x480 camera
-    # frame for a 128x128 model decodes ~3x faster with pixels within ~1/255 of a full decode.
+    # frame for a 128x128 model decodes 2-3x faster with pixels within ~1/255 of a full decode.
     # Part of the spec so that training and serving decode alike; manifests written before it
     # existed lack it and decode fully, as they always did.
     jpeg_draft: bool = False

@@ -197,7 +197,7 @@ class Worker:
                 if isinstance(x, np.ndarray):
                     self.ready_q.put(Decoded(rec, x, now))
                 else:
-                    self._put_out(self._dead_letter(rec, Failure(*outcome), model.version), "decode")
+                    self._put_out(self._dead_letter(rec, Failure(*x), model.version), "decode")
 
     def _converted_noted(self, rec: Any, outcome: DecodeOutcome) -> np.ndarray | tuple[str, str, str]:
         """The model input of a decoded record, its conversion (if any) counted and logged; failures pass through."""
