@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from producers.publisher import ImagePublisher
 from producers.sources import Item, folder_files, from_files, from_idx, labelled_mix
+from worker.data.layout import detect_layout
 from worker.settings_cli import LogLevel
 
 
@@ -117,7 +118,8 @@ def run(s: ProduceSettings) -> int:
     st = pub.stats
     secs = time.monotonic() - t0
     summary = {"topic": s.topic, "sent": st.sent, "failed": st.failed, "skipped_unreadable": len(skipped), "bytes": st.bytes,
-               "seconds": round(secs, 2), "images_per_s": round(st.sent / max(secs, 1e-9), 1), "errors": st.errors[:5], "unreadable": skipped[:20]}
+               "seconds": round(secs, 2), "images_per_s": round(st.sent / max(secs, 1e-9), 1), "errors": st.errors[:5], "unreadable": skipped[:20],
+               "layout": detect_layout(s.path) if s.source_kind == "folder" and s.path is not None else None}
     print(json.dumps(summary))
     return 1 if st.failed else 0
 

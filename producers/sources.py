@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from producers.publisher import CONTENT_TYPES, encode_png
+from worker.data.layout import detect_layout, label_of
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -47,7 +48,12 @@ def sniff(data: bytes, *, reencode: str | None = None) -> tuple[bytes, str]:
 
 
 def from_files(paths: list[Path], *, reencode: str | None = None, base: Path | None = None) -> Iterator[Item | tuple[str, str]]:
-    """Items, or (path, error) for unreadable files (reported and counted by the caller)."""
+    """Items, or (path, error) for unreadable files (reported and counted by the caller).
+
+    Under a labelled ``base`` (MVTec AD's ``test/<defect type>/`` or ``normal/`` and ``anomaly/``)
+    each item carries its label header, and under MVTec AD's its defect type in a ``defect`` header.
+    """
+    layout = detect_layout(base) if base is not None else "flat"
     for p in paths:
         try:
             data, ctype = sniff(p.read_bytes(), reencode=reencode)
@@ -55,11 +61,15 @@ def from_files(paths: list[Path], *, reencode: str | None = None, base: Path | N
             yield (str(p), str(e))
             continue
         key = str(p.relative_to(base)) if base is not None else p.name
-        yield Item(key=key, data=data, content_type=ctype, headers={"filename": p.name})
+        label, defect = label_of(p.relative_to(base), layout) if base is not None else (None, None)
+        yield Item(key=key, data=data, content_type=ctype, label=label, headers={"filename": p.name, **({"defect": defect} if defect else {})})
 
 
 def folder_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The images to publish from ``root``: of an MVTec AD category its ``test/`` images (labelled by
+    ``from_files``), never its training images or ground-truth masks; else every image under it."""
+    top = root / "test" if detect_layout(root) == "mvtec" else root
+    return sorted(p for p in top.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def from_idx(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, split: str, protocol: str | None, klass: int) -> Iterator[Item]:

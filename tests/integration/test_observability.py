@@ -18,8 +18,8 @@ from worker.devstack import free_port
 
 pytestmark = pytest.mark.integration
 
-# series that exist only once the event they count has happened (no output write is retried here)
-EVENT_ONLY = ("ganomaly_output_retries_total",)
+# series that exist only once the event they count has happened (no output write is retried, no image converted here)
+EVENT_ONLY = ("ganomaly_output_retries_total", "ganomaly_images_converted_total")
 
 
 def _value(result: list[dict]) -> float:

@@ -85,7 +85,8 @@ def test_poison_goes_to_dead_letters_and_good_images_around_it_are_scored(broker
                 good.append(k)
             pub.publish(data, key=f"poison:{name}", source="line-1", extra_headers={"custom": "kept"})
     with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
-                    GANOMALY_MAX_IMAGE_BYTES=1_000_000, GANOMALY_DECODE_PROCESSES=decode_processes) as w:
+                    GANOMALY_MAX_IMAGE_BYTES=1_000_000, GANOMALY_DECODE_PROCESSES=decode_processes,
+                    GANOMALY_CHANNEL_POLICY="strict") as w:  # the corpus's wrong-channels image is refused only when strict
         dead = read_topic(broker, topics.dlq, want=len(corpus), timeout_s=60)
         results = read_topic(broker, topics.results, want=len(good), timeout_s=60)
         assert w.terminate() == 0

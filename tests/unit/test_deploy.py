@@ -155,6 +155,7 @@ def _exported() -> dict[str, set[str]]:
     m.lag.labels("images", "0").set(1)
     m.retries.labels("redis").inc()
     m.values_omitted.inc()
+    m.converted.labels("3", "1").inc()
     m.commits.labels("failed").inc()
     out: dict[str, set[str]] = {}
     for fam in text_string_to_metric_families(generate_latest(m.registry).decode()):

@@ -9,6 +9,8 @@ import numpy as np
 from producers import encode_png
 from worker.data.images import DecodeLimits, InputSpec, decode_image
 from worker.stream.app import Decoded, Worker
+from worker.stream.conversions import ChannelConversions
+from worker.stream.metrics import WorkerMetrics
 from worker.stream.sinks.outputs import DeadLetter
 
 
@@ -21,7 +23,9 @@ def test_items_of_the_old_shape_are_redecoded_and_those_the_new_spec_refuses_bec
     recs = [types.SimpleNamespace(topic="in", partition=0, offset=i, key=None, value=v, headers=[]) for i, v in enumerate([colour, grey])]
     items = [Decoded(r, decode_image(r.value, old, DecodeLimits()), 1.5) for r in recs]
     sent: list[object] = []
-    fake = types.SimpleNamespace(limits=limits, _put_out=lambda item, stage: sent.append((item, stage)), _dead_letter=Worker._dead_letter)
+    fake = types.SimpleNamespace(limits=limits, _put_out=lambda item, stage: sent.append((item, stage)), _dead_letter=Worker._dead_letter,
+                                 conversions=ChannelConversions(WorkerMetrics().converted))
+    fake._converted_noted = lambda rec, outcome: Worker._converted_noted(fake, rec, outcome)  # type: ignore[arg-type]
     model = types.SimpleNamespace(artifact=types.SimpleNamespace(input_spec=new), version="m-new")
 
     kept = Worker._fit_to(fake, model, items)  # type: ignore[arg-type]

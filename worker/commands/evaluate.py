@@ -21,6 +21,8 @@ from worker.settings_cli import LogLevel
 if TYPE_CHECKING:
     import numpy as np
 
+    from worker.data.datasets import LabelledImages
+
 
 class EvaluateSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_EVAL_", frozen=True)
@@ -28,7 +30,8 @@ class EvaluateSettings(BaseSettings):
     model: Path = Field(description="artifact directory")
     dataset: DatasetName = DATASET
     data_dir: Path = DATA_DIR
-    folder: Path | None = Field(None, description="labelled folder with normal/ and anomaly/ subfolders (with --dataset folder)")
+    folder: Path | None = Field(None, description="labelled folder (with --dataset folder): normal/ and anomaly/ subfolders, or an MVTec AD "
+                                                  "category (test/good normal, every other test/<defect type> an anomaly; detected)")
     protocol: Protocol = PROTOCOL
     klass: int = KLASS
     report: Path | None = Field(None, description="JSON report path")
@@ -50,6 +53,18 @@ def write_scores_csv(path: Path, labels: np.ndarray, scores: np.ndarray) -> None
             w.writerow([i, y, repr(float(s))])
 
 
+def per_defect_metrics(test: LabelledImages, scores: np.ndarray, threshold: float) -> dict[str, dict[str, Any]]:
+    """Each defect type against the normal images alone (MVTec AD's ``test/<defect type>`` against ``test/good``)."""
+    import numpy as np
+
+    from worker.evaluation.metrics import detection_metrics
+
+    groups = np.array(test.groups)
+    normal = test.y == 0
+    return {g: detection_metrics(test.y[normal | (groups == g)], scores[normal | (groups == g)], threshold)
+            for g in sorted(set(groups[~normal].tolist()))}
+
+
 def run(s: EvaluateSettings) -> dict[str, Any]:
     from worker.artifact import load_artifact
     from worker.data.datasets import LabelledImages
@@ -61,7 +76,7 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
     art = load_artifact(s.model, device)
     test, unreadable = labelled_test_set(s.dataset, s.data_dir, s.folder, s.protocol, s.klass, art.input_spec)
     if s.max_images:
-        test = LabelledImages(test.x[: s.max_images], test.y[: s.max_images], test.ids[: s.max_images])
+        test = LabelledImages(test.x[: s.max_images], test.y[: s.max_images], test.ids[: s.max_images], test.groups[: s.max_images], test.layout)
     t0 = time.monotonic()
     scores = score_tensor(art.scorer(device, s.amp), test.x, s.batch_size)
     secs = time.monotonic() - t0
@@ -72,7 +87,9 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
         "data": str(s.folder if s.dataset == "folder" else s.data_dir),
         "protocol": None if s.dataset == "folder" else s.protocol,
         "class": None if s.dataset == "folder" else s.klass,
+        "layout": test.layout,
         "metrics": detection_metrics(test.y, scores, art.threshold),
+        "per_defect": per_defect_metrics(test, scores, art.threshold) if test.layout == "mvtec" else None,
         "calibration": art.calibration.to_dict(),
         "unreadable": unreadable,
         "scoring": {"device": str(device), "amp": s.amp, "seconds": round(secs, 3), "images_per_s": round(len(scores) / max(secs, 1e-9), 1)},
@@ -92,7 +109,7 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
         s.report.parent.mkdir(parents=True, exist_ok=True)
         s.report.write_text(json.dumps(report, indent=2))
     m = report["metrics"]
-    print(json.dumps({"model_version": art.version, "auroc": m["auroc"], "auprc": m["auprc"], "precision": m["precision"],
+    print(json.dumps({"model_version": art.version, "layout": test.layout, "auroc": m["auroc"], "auprc": m["auprc"], "precision": m["precision"],
                       "recall": m["recall"], "f1": m["f1"], "fpr": m["fpr"], "n": m["n"]}))
     return report
 

@@ -67,7 +67,7 @@ class ReplaySettings(BaseSettings):
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
     amp: Amp | None = None
-    channel_policy: Literal["strict", "convert"] = "strict"
+    channel_policy: Literal["convert", "strict"] = Field("convert", description="convert: images are brought to the model's channel count, as the worker does by default; strict: a mismatch is counted as unreadable with reason channels")
     connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 

@@ -19,21 +19,23 @@ import torch
 
 from worker.data.idx import load_split
 from worker.data.images import BadImage, DecodeLimits, InputSpec, array_to_input, decode_image
+from worker.data.layout import ANOMALY_DIRS, NORMAL_DIRS, Layout, detect_layout, mvtec_categories, mvtec_test_groups
 from worker.errors import UserError
 
 Protocol = Literal["leave-one-out", "one-class"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-NORMAL_DIRS = {"normal", "0.normal", "good", "ok"}
-ANOMALY_DIRS = {"anomaly", "abnormal", "1.abnormal", "defect", "bad"}
 
 
 @dataclass
 class LabelledImages:
-    """``x``: N×C×H×W float32 in the spec's value range; ``y``: N int64 (1 = anomaly); ``ids``: per-image names."""
+    """``x``: N×C×H×W float32 in the spec's value range; ``y``: N int64 (1 = anomaly); ``ids``: per-image names;
+    ``groups``: per-image defect type (MVTec AD layout: ``good`` or the ``test/`` subfolder), when known."""
 
     x: torch.Tensor
     y: np.ndarray
     ids: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    layout: Layout | None = None  # the folder layout the set was read from
 
     def __len__(self) -> int:
         return len(self.y)
@@ -145,18 +147,62 @@ def load_folder(root: Path, spec: InputSpec, *, label: int = 0, limits: DecodeLi
 
 
 def load_labelled_folder(root: Path, spec: InputSpec) -> tuple[LabelledImages, list[str]]:
-    """``root/normal/**`` (label 0) and ``root/anomaly/**`` (label 1); other names in NORMAL_DIRS/ANOMALY_DIRS."""
+    """``root/normal/**`` (label 0) and ``root/anomaly/**`` (label 1); other names in NORMAL_DIRS/ANOMALY_DIRS.
+    An MVTec AD category (``test/good``, ``test/<defect type>``) is recognised and read as such."""
+    _refuse_mvtec_tree(root)
+    if detect_layout(root) == "mvtec":
+        return load_mvtec_test(root, spec)
     parts, bad = [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         name = sub.name.lower()
         if name in NORMAL_DIRS or name in ANOMALY_DIRS:
             imgs, b = load_folder(sub, spec, label=int(name in ANOMALY_DIRS))
+            imgs.groups = [sub.name] * len(imgs)
             parts.append(imgs)
             bad += b
     if not parts or sum(len(p) for p in parts) == 0:
         msg = f"{root} needs subfolders normal/ and anomaly/ with images"
         raise UserError(msg)
-    return LabelledImages(torch.cat([p.x for p in parts]), np.concatenate([p.y for p in parts]), [i for p in parts for i in p.ids]), bad
+    return LabelledImages(torch.cat([p.x for p in parts]), np.concatenate([p.y for p in parts]), [i for p in parts for i in p.ids],
+                          [g for p in parts for g in p.groups], "labelled"), bad
+
+
+def load_mvtec_test(root: Path, spec: InputSpec) -> tuple[LabelledImages, list[str]]:
+    """An MVTec AD category's ``test/``: ``good`` is normal, every other subfolder an anomaly of that defect type."""
+    parts, bad = [], []
+    for defect, sub in mvtec_test_groups(root):
+        imgs, b = load_folder(sub, spec, label=int(defect != "good"))
+        imgs.groups = [defect] * len(imgs)
+        parts.append(imgs)
+        bad += b
+    y = np.concatenate([p.y for p in parts]) if parts else np.empty(0, np.int64)
+    if not (y == 0).any() or not (y == 1).any():
+        msg = f"{root} looks like an MVTec AD category but needs images in test/good/ and in at least one test/<defect type>/"
+        raise UserError(msg)
+    return LabelledImages(torch.cat([p.x for p in parts]), y, [i for p in parts for i in p.ids], [g for p in parts for g in p.groups],
+                          "mvtec"), bad
+
+
+def _refuse_mvtec_tree(root: Path) -> None:
+    """The whole MVTec AD tree (one folder per category) read as one folder would mix categories and defects."""
+    cats = mvtec_categories(root)
+    if cats and detect_layout(root) == "flat":
+        more = f" (and {len(cats) - 3} more)" if len(cats) > 3 else ""
+        msg = f"{root} holds MVTec AD categories ({', '.join(cats[:3])}{more}); pass one category's folder, e.g. {root / cats[0]}"
+        raise UserError(msg)
+
+
+def training_folder(root: Path) -> tuple[Path, Layout]:
+    """The folder of normal training images under ``root``: ``train/good`` for an MVTec AD category, else ``root``."""
+    _refuse_mvtec_tree(root)
+    layout = detect_layout(root)
+    if layout == "mvtec":
+        train = root / "train" / "good"
+        if not train.is_dir():
+            msg = f"{root} looks like an MVTec AD category but has no train/good/ to train on"
+            raise UserError(msg)
+        return train, layout
+    return root, layout
 
 
 def folder_splits(root: Path, spec: InputSpec, *, val_fraction: float = 0.1, seed: int = 0, max_train_images: int | None = None,
@@ -166,13 +212,14 @@ def folder_splits(root: Path, spec: InputSpec, *, val_fraction: float = 0.1, see
     An unreadable image stops training with its name and reason unless ``skip_unreadable``
     (then it is counted in the summary): training silently on part of a folder hides problems.
     """
-    imgs, bad = load_folder(root, spec)
+    train_root, layout = training_folder(root)
+    imgs, bad = load_folder(train_root, spec)
     if bad and not skip_unreadable:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         msg = f"unreadable image {bad[0]}{more}; fix or remove it, or pass --skip-unreadable"
         raise UserError(msg)
     if len(imgs) < 10:
-        msg = f"{root} holds {len(imgs)} readable images; at least 10 are needed to train and calibrate"
+        msg = f"{train_root} holds {len(imgs)} readable images; at least 10 are needed to train and calibrate"
         raise UserError(msg)
     perm = np.random.default_rng(seed).permutation(len(imgs))
     n_val = max(1, round(len(imgs) * val_fraction))
@@ -184,6 +231,6 @@ def folder_splits(root: Path, spec: InputSpec, *, val_fraction: float = 0.1, see
     def pick(ix: np.ndarray) -> LabelledImages:
         return LabelledImages(imgs.x[torch.from_numpy(ix)], imgs.y[ix], [imgs.ids[i] for i in ix])
 
-    summary = {"source": str(root), "protocol": "folder", "seed": seed, "n_train": len(tr_i), "n_val": len(val_i),
+    summary = {"source": str(root), "protocol": "folder", "layout": layout, "train_folder": str(train_root), "seed": seed, "n_train": len(tr_i), "n_val": len(val_i),
                "unreadable": len(bad), "sha256": _hash_arrays(imgs.x[torch.from_numpy(tr_i)].numpy())}
     return Splits(pick(tr_i), pick(val_i), None, summary)

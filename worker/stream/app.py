@@ -24,10 +24,11 @@ from structlog.contextvars import bound_contextvars
 from worker.artifact import load_artifact
 from worker.commands.common import resolve_device
 from worker.connect import ConnectError, StartupStopped, StartupWait, connect_kafka, wait_for_redis
-from worker.data.images import DecodeLimits, decode_many
+from worker.data.images import Converted, DecodeLimits, DecodeOutcome, decode_many_noting_conversion
 from worker.errors import ArtifactError, UserError
 from worker.stream import messages as m
 from worker.stream.batcher import next_batch
+from worker.stream.conversions import ChannelConversions
 from worker.stream.decode_pool import DecodePool
 from worker.stream.headers import continue_trace
 from worker.stream.isolation import Failure, score_isolating_failures
@@ -78,12 +79,13 @@ class Worker:
                                    max_aspect=settings.max_aspect, channel_policy=settings.channel_policy)
         # spawned processes start clean whatever this one has begun (threads, CUDA); checked here, before polling
         try:
-            self.decode_pool = DecodePool(settings.decode_processes) if settings.decode_processes else None
+            self.decode_pool = DecodePool(settings.decode_processes, fn=decode_many_noting_conversion) if settings.decode_processes else None
         except RuntimeError as e:
             msg = f"--decode-processes {settings.decode_processes}: {e}"
             raise UserError(msg) from e
         self.tracker = OffsetTracker()
         self.metrics = WorkerMetrics()
+        self.conversions = ChannelConversions(self.metrics.converted)
         self.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
         self.health = Health(stale_s=max(settings.liveness_stale_s, settings.drain_timeout_s + 10))
         self.health.model_loaded = True
@@ -198,13 +200,22 @@ class Worker:
                 # Anything logged while decoding a record carries its coordinates.
                 rec = recs[0]
                 with bound_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset):
-                    outcomes = decode_many([rec.value or b""], spec, self.limits)
+                    outcomes = decode_many_noting_conversion([rec.value or b""], spec, self.limits)
             now = time.monotonic()
             for rec, outcome in zip(recs, outcomes, strict=True):
-                if isinstance(outcome, np.ndarray):
-                    self.ready_q.put(Decoded(rec, outcome, now))
+                x = self._converted_noted(rec, outcome)
+                if isinstance(x, np.ndarray):
+                    self.ready_q.put(Decoded(rec, x, now))
                 else:
-                    self._put_out(self._dead_letter(rec, Failure(*outcome), model.version), "decode")
+                    self._put_out(self._dead_letter(rec, Failure(*x), model.version), "decode")
+
+    def _converted_noted(self, rec: Any, outcome: DecodeOutcome) -> np.ndarray | tuple[str, str, str]:
+        """The model input of a decoded record, its conversion (if any) counted and logged; failures pass through."""
+        if not isinstance(outcome, Converted):
+            return outcome
+        source = headers_dict(rec.headers).get(m.H_SOURCE) or rec.topic
+        self.conversions.note(source, outcome.from_channels, outcome.to_channels, topic=rec.topic, partition=rec.partition, offset=rec.offset)
+        return outcome.x
 
     @staticmethod
     def _dead_letter(rec: Any, failure: Failure, model_version: str) -> DeadLetter:
@@ -285,7 +296,8 @@ class Worker:
         for d in items:
             if d.x.shape != want:
                 # the decode loop's own call, so any decoder error is this record's, as it is there
-                [outcome] = decode_many([d.rec.value or b""], spec, self.limits)
+                [outcome] = decode_many_noting_conversion([d.rec.value or b""], spec, self.limits)
+                outcome = self._converted_noted(d.rec, outcome)
                 if not isinstance(outcome, np.ndarray):
                     self._put_out(self._dead_letter(d.rec, Failure(*outcome), model.version), "score")
                     continue

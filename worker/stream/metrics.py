@@ -34,6 +34,8 @@ class WorkerMetrics:
         self.paused = Gauge("ganomaly_paused_partitions", "Partitions paused for backpressure", registry=r)
         self.assigned = Gauge("ganomaly_assigned_partitions", "Partitions assigned to this worker", registry=r)
         self.retries = Counter("ganomaly_output_retries_total", "Output writes retried (an outage or a refusal being waited out)", ["sink"], registry=r)
+        self.converted = Counter("ganomaly_images_converted_total", "Images converted to the model's channel count (--channel-policy convert)",
+                                 ["from_channels", "to_channels"], registry=r)
         self.values_omitted = Counter("ganomaly_dead_letter_values_omitted_total",
                                       "Dead letters written without their original bytes (too large for the dead-letter topic)", registry=r)
         self.commits = Counter("ganomaly_commits_total", "Offset commits", ["outcome"], registry=r)

@@ -75,7 +75,10 @@ class WorkerSettings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=1)
     min_side: int = Field(8, ge=1)
     max_aspect: float = Field(16.0, ge=1)
-    channel_policy: Literal["strict", "convert"] = Field("strict", description="strict: wrong channel count is dead-lettered")
+    channel_policy: Literal["convert", "strict"] = Field(
+        "convert", description="an image whose channel count is not the model's (a colour camera on a grayscale model): convert (default) "
+                               "converts it to the model's channels (colour to luma, gray repeated), logs it once per source and counts it in "
+                               "ganomaly_images_converted_total; strict dead-letters it with reason channels")
 
     # Redis
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"))

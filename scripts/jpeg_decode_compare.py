@@ -1,0 +1,68 @@
+"""Per-frame decode cost of 640x480 JPEG camera frames into a 3x128x128 letterbox model input, three ways.
+
+- Pillow, full decode, then letterbox (what an artifact without jpeg_draft does);
+- Pillow with draft(): the JPEG decoder's DCT scaling to the smallest 1/2, 1/4, 1/8 size still at
+  least the letterbox's 128x96 (160x120 here), then letterbox (an artifact with jpeg_draft);
+- torchvision.io.decode_jpeg (libjpeg-turbo, full size) and an antialiased resize in torch.
+
+Prints ms per frame (one thread, after a warm-up) and the mean and largest absolute pixel difference
+from the full decode, in 1/255 units. Usage: PYTHONPATH=. python scripts/jpeg_decode_compare.py [FRAMES]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.transforms.v2 import functional as tvf
+
+from worker.data.images import InputSpec, decode_image
+from worker.data.synthetic import camera_frame
+
+FULL = InputSpec(isize=128, channels=3, resize="letterbox")
+DRAFT = InputSpec(isize=128, channels=3, resize="letterbox", jpeg_draft=True)
+
+
+def _torchvision(data: bytes) -> np.ndarray:
+    img = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    img = tvf.resize(img, [96, 128], antialias=True)  # 640x480 -> 128x96, as the letterbox does
+    canvas = torch.zeros(3, 128, 128, dtype=torch.uint8)
+    canvas[:, 16:112] = img
+    return canvas.float().numpy() * (2 / 255) - 1  # the spec's (-1, 1) value range
+
+
+def _time(frames: list[bytes], fn: Callable[[bytes], np.ndarray]) -> tuple[float, list[np.ndarray]]:
+    for f in frames[:10]:
+        fn(f)
+    t = time.perf_counter()
+    out = [fn(f) for f in frames]
+    return (time.perf_counter() - t) / len(frames) * 1000, out
+
+
+def _diff(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
+    d = [np.abs(x - y) * 255 / 2 for x, y in zip(a, b, strict=True)]  # (-1, 1) back to pixel levels
+    return float(np.mean([x.mean() for x in d])), float(max(x.max() for x in d))
+
+
+def main(n: int) -> None:
+    torch.set_num_threads(1)
+    frames = [camera_frame(i, anomaly=i % 10 == 0) for i in range(n)]
+    ms_full, full = _time(frames, lambda f: decode_image(f, FULL))
+    ms_draft, draft = _time(frames, lambda f: decode_image(f, DRAFT))
+    ms_tv, tv = _time(frames, _torchvision)
+    print(f"{n} frames of 640x480, JPEG q85, {statistics.mean(map(len, frames)) / 1024:.0f} KiB each; torchvision {torchvision.__version__}")
+    print(f"pillow full decode + letterbox   {ms_full:6.2f} ms/frame")
+    print(f"pillow draft decode + letterbox  {ms_draft:6.2f} ms/frame  {ms_full / ms_draft:.2f}x faster; "
+          "|diff| from full: mean {:.2f}/255, max {:.0f}/255".format(*_diff(full, draft)))
+    print(f"torchvision decode_jpeg + resize {ms_tv:6.2f} ms/frame  {ms_full / ms_tv:.2f}x faster; "
+          "|diff| from full: mean {:.2f}/255, max {:.0f}/255".format(*_diff(full, tv)))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
