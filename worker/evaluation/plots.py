@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib as mpl
@@ -37,12 +38,25 @@ def plot_pr(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title
     plt.close(fig)
 
 
-def plot_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str = "Scores") -> None:
+def plot_histogram(labels: np.ndarray | None, scores: np.ndarray, threshold: float | Mapping[float, int] | None, path: Path,
+                   title: str = "Scores") -> None:
+    """Score densities, normal vs. anomaly when ``labels`` are given, else of all records, with the decision threshold(s).
+
+    ``threshold`` is one value, or each threshold a model decided with mapped to how many records
+    it decided (production workers may override it); None draws no line and says so in the legend.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.histogram_bin_edges(scores, bins=60)
-    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
-    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomaly")
-    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.4g}")
+    if labels is not None and 0 < labels.sum() < len(labels):
+        ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+        ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomaly")
+    else:
+        ax.hist(scores, bins=bins, alpha=0.6, density=True, label=f"all {len(scores)} records")
+    lines = {float(threshold): None} if isinstance(threshold, int | float) else dict(threshold or {})
+    for i, (thr, n) in enumerate(lines.items()):
+        ax.axvline(thr, color="k", ls=("--", ":", "-.")[i % 3], label=f"threshold {thr:.4g}" + (f" ({n} records)" if len(lines) > 1 else ""))
+    if not lines:
+        ax.plot([], [], " ", label="no threshold recorded")
     ax.set(xlabel="anomaly score", ylabel="density", title=title)
     ax.legend()
     fig.tight_layout()
