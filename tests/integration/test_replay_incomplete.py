@@ -52,13 +52,16 @@ def test_broker_gone_mid_read_exits_1_with_incomplete_lines(tiny_model: Path, tm
     captured = capsys.readouterr()
     assert rc == 1, captured.err[-2000:]
     incomplete = [ln for ln in captured.err.splitlines() if ln.startswith("incomplete: ")]
-    assert any("partition 0: read" in ln for ln in incomplete) and not any("partition 1:" in ln for ln in incomplete)
     assert not any(ln.startswith("error: ") for ln in captured.err.splitlines())
     report = json.loads((tmp_path / "r.json").read_text())
     st = report["stretch"]
     assert report["complete"] is False and st["complete"] is False
     assert st["partitions"]["0"]["status"] == "stalled" and st["partitions"]["0"]["expected"] == IN_P0
     assert 0 < st["partitions"]["0"]["read"] < IN_P0
-    assert st["partitions"]["1"]["status"] == "complete"
+    # Partition 1 (5 small records) may or may not have come in the fetches before the broker went: each stalled partition has its line.
+    stalled = {p for p, v in st["partitions"].items() if v["status"] == "stalled"}
+    assert {ln.split(" partition ")[1].split(":")[0] for ln in incomplete if " partition " in ln} == stalled
+    assert all(v["read"] == v["expected"] for p, v in st["partitions"].items() if p not in stalled)
+    assert any(ln.startswith(f"incomplete: the report covers {st['read']} of the stretch's {st['expected']} records") for ln in incomplete)
     assert sum(report["unreadable"].values()) == st["read"]  # random bytes: every record read was unreadable, and counted
     assert json.loads(captured.out.strip().splitlines()[-1])["complete"] is False

@@ -166,16 +166,24 @@ def _plots(s: ReplaySettings, rows: list[Any], out: dict[str, Any], versions: li
     assert s.report is not None
     stem = s.report.with_suffix("")
     paths: list[str] = []
-    lab = [r for r in rows if r.label is not None and all(v in r.scores for v in versions)]
-    if versions and lab and 0 < sum(r.label for r in lab) < len(lab):
-        y = np.array([r.label for r in lab])
-        scores = {v: np.array([r.scores[v] for r in lab]) for v in versions}
-        metric = out["models"]
-        plot_roc(y, {f"{v} AUROC {metric[v]['auroc']:.3f}": scores[v] for v in versions}, Path(f"{stem}-roc.png"), f"replay {s.topic}")
-        plot_pr(y, {f"{v} AUPRC {metric[v]['auprc']:.3f}": scores[v] for v in versions}, Path(f"{stem}-pr.png"), f"replay {s.topic}")
+    roc: dict[str, np.ndarray] = {}
+    pr: dict[str, np.ndarray] = {}
+    for v in versions:
+        # Per version: in an audit each input has one version's result, so versions cover different records.
+        lab = [r for r in rows if r.label is not None and v in r.scores]
+        if 0 < sum(r.label for r in lab) < len(lab):
+            m = out["models"][v]
+            y = np.array([r.label for r in lab])
+            s_v = np.array([r.scores[v] for r in lab])
+            roc[f"{v} AUROC {m['auroc']:.3f}"], pr[f"{v} AUPRC {m['auprc']:.3f}"] = (y, s_v), (y, s_v)
+    if roc:
+        plot_roc(None, roc, Path(f"{stem}-roc.png"), f"replay {s.topic}")
+        plot_pr(None, pr, Path(f"{stem}-pr.png"), f"replay {s.topic}")
         paths += [f"{stem}-roc.png", f"{stem}-pr.png"]
     for v in versions:
         vrows = [r for r in rows if v in r.scores]
+        if not vrows:
+            continue
         labels = np.array([r.label for r in vrows]) if all(r.label is not None for r in vrows) else None
         path = Path(f"{stem}-hist-{v}.png")
         plot_histogram(labels, np.array([r.scores[v] for r in vrows]), rep.thresholds_used(vrows, v), path, f"{v} on {s.topic}")

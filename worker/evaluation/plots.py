@@ -12,11 +12,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+# A curve's scores, scored against the shared labels, or its own (labels, scores) when curves cover different records.
+Curve = np.ndarray | tuple[np.ndarray, np.ndarray]
 
-def plot_roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "ROC") -> None:
+
+def _labelled(labels: np.ndarray | None, curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    return curve if isinstance(curve, tuple) else (labels, curve)
+
+
+def plot_roc(labels: np.ndarray | None, curves: dict[str, Curve], path: Path, title: str = "ROC") -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, scores in curves.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
+    for name, curve in curves.items():
+        fpr, tpr, _ = roc_curve(*_labelled(labels, curve))
         ax.plot(fpr, tpr, label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
@@ -26,10 +33,10 @@ def plot_roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, titl
     plt.close(fig)
 
 
-def plot_pr(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "Precision-recall") -> None:
+def plot_pr(labels: np.ndarray | None, curves: dict[str, Curve], path: Path, title: str = "Precision-recall") -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, scores in curves.items():
-        p, r, _ = precision_recall_curve(labels, scores)
+    for name, curve in curves.items():
+        p, r, _ = precision_recall_curve(*_labelled(labels, curve))
         ax.plot(r, p, label=name)
     ax.set(xlabel="recall", ylabel="precision", title=title, ylim=(0, 1.02))
     ax.legend(loc="lower left")
