@@ -135,19 +135,21 @@ def test_labelled_audit_of_a_real_worker(broker: str, redis_url: str, prefix: st
               "--dlq-topic", topics.dlq, "--report", str(tmp_path / "a.json")])
     printed = _printed(capsys.readouterr().out)
     report = json.loads((tmp_path / "a.json").read_text())
-    assert rc == 0 and report["complete"] is True
-    assert printed["records"] == N and printed["missing_results"] == 0
-    assert sum(printed["dead_lettered"].values()) == len(BAD)  # dead letters by reason, in the printed summary
+    # Defect 8 first: audit's records/s, the threshold the workers decided with on the histogram (not nan), AUPRC in the PR legend.
     assert printed["records_per_s"] is not None and printed["records_per_s"] > 0
     assert report["timing"]["records_per_s"] > 0
-    m = printed["models"][art.version]
-    assert m["scored"] == N and m["labelled"] == N and m["threshold"] == pytest.approx(art.threshold)
-    assert m["auroc"] is not None and 0 <= m["flagged"] <= N
-    # The histogram draws the threshold the workers decided with (not nan); the PR legend names AUPRC.
     (labels, _, thresholds, *_), = spy.calls["hist"]
+    assert isinstance(thresholds, dict), thresholds
     assert labels is not None and list(thresholds.values()) == [N] and not any(math.isnan(t) for t in thresholds)
     assert list(thresholds) == [pytest.approx(art.threshold)]
     (_, pr_curves, *_), = spy.calls["pr"]
     (_, roc_curves, *_), = spy.calls["roc"]
     assert [k.split()[1:] for k in pr_curves] == [["AUPRC", f"{report['models'][art.version]['auprc']:.3f}"]]
     assert [k.split()[1:] for k in roc_curves] == [["AUROC", f"{report['models'][art.version]['auroc']:.3f}"]]
+    # Defect 7: dead letters by reason and the per-model summary in the printed summary.
+    assert rc == 0 and report["complete"] is True
+    assert printed["records"] == N and printed["missing_results"] == 0
+    assert sum(printed["dead_lettered"].values()) == len(BAD)
+    m = printed["models"][art.version]
+    assert m["scored"] == N and m["labelled"] == N and m["threshold"] == pytest.approx(art.threshold)
+    assert m["auroc"] is not None and 0 <= m["flagged"] <= N
