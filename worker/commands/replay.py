@@ -95,7 +95,7 @@ def run(s: ReplaySettings) -> dict[str, Any]:
         msg = f"--eval-topic {s.eval_topic} is a production topic; replays never write there"
         raise UserError(msg)
     t0 = time.perf_counter()
-    account = StretchAccount()
+    account = StretchAccount(s.topic)
     records = read_stretch(common, s.topic, stretch, partitions=parts, idle_ms=s.idle_ms, max_records=s.max_records, account=account)
     reads = [account]
     out: dict[str, Any] = {"topic": s.topic, "mode": s.mode, "selection": {k: getattr(s, k) for k in (
@@ -122,7 +122,7 @@ def run(s: ReplaySettings) -> dict[str, Any]:
     else:
         inputs = list(records)
         whole = Stretch()  # the whole results / DLQ topics: results can lag their inputs arbitrarily
-        results_read, dead_read = StretchAccount(), StretchAccount()
+        results_read, dead_read = StretchAccount(s.results_topic), StretchAccount(s.dlq_topic)
         results = read_stretch(common, s.results_topic, whole, idle_ms=s.idle_ms, account=results_read)
         try:
             dead = list(read_stretch(common, s.dlq_topic, whole, idle_ms=s.idle_ms, account=dead_read))

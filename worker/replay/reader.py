@@ -135,8 +135,6 @@ def read_stretch(common: dict[str, Any], topic: str, stretch: Stretch, *, partit
     """Yield ConsumerRecords of the stretch, partition-interleaved, in offset order per partition."""
     c = KafkaConsumer(**common, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                       max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
-    acct = account if account is not None else StretchAccount()
-    acct.topic = topic
     try:
         parts = c.partitions_for_topic(topic)
         if not parts:
@@ -144,6 +142,8 @@ def read_stretch(common: dict[str, Any], topic: str, stretch: Stretch, *, partit
             raise UserError(msg)
         tps = [TopicPartition(topic, p) for p in sorted(parts) if partitions is None or p in partitions]
         c.assign(tps)
+        acct = account if account is not None else StretchAccount(topic)
+        acct.topic = topic
         ends = _fixed_ends(c, tps, timeout_s=max(idle_ms / 1000, 10.0))
         starts: dict[TopicPartition, int | None] = dict(c.beginning_offsets(tps))
         if stretch.start_ms is not None:
