@@ -50,7 +50,7 @@ COMMANDS: dict[str, Command] = {
                        description="Print the JSON Schemas of the worker's messages, or write them as <name>.schema.json files."),
     "produce": Command("publish images to the input topic", "producers.cli:ProduceSettings", "producers.cli:run"),
     "replay": Command("evaluate a model or the workers on a stretch of a topic", "worker.commands.replay:ReplaySettings",
-                      "worker.commands.replay:run"),
+                      "worker.commands.replay:cli_run"),
     "feedback": Command("post verdicts (normal/anomaly) on results to the feedback topic", "producers.feedback:FeedbackSettings",
                         "producers.feedback:run",
                         description="Post operator verdicts (normal or anomaly) on results to the feedback topic, for the trainer."),

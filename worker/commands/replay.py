@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -60,7 +61,8 @@ class ReplaySettings(BaseSettings):
     start_time: str | None = Field(None, description="epoch ms or ISO-8601, inclusive")
     end_time: str | None = Field(None, description="epoch ms or ISO-8601, exclusive")
     max_records: int | None = Field(None, ge=1)
-    idle_ms: int = Field(2000, ge=100, description="a partition ends after this long without records past its end offset")
+    idle_ms: int = Field(30_000, ge=100, description="give up on a partition that returns no records for this long of polling while records "
+                         "remain before its end (time spent scoring does not count); the replay is then reported incomplete")
     eval_topic: str | None = Field(None, description="also write the rescored results here (never a production topic)")
     report: Path | None = Field(None, description="JSON report path (plots are written next to it)")
     scores: Path | None = Field(None, description="per-record CSV (id,label,score per model)")
@@ -79,13 +81,13 @@ class ReplaySettings(BaseSettings):
 
 
 def run(s: ReplaySettings) -> dict[str, Any]:
+    """Replay the stretch; returns the report. ``report["complete"]`` is False when the stretch could not be read to its end."""
     from worker.artifact import load_artifact
     from worker.commands.common import resolve_device
     from worker.connect import StartupWait, wait_for_kafka
     from worker.data.images import DecodeLimits
-    from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
     from worker.replay import report as rep
-    from worker.replay.reader import Stretch, parse_offsets, read_stretch
+    from worker.replay.reader import Stretch, StretchAccount, parse_offsets, read_stretch
     from worker.replay.rescore import audit, rescore
 
     common = {"bootstrap_servers": s.bootstrap_servers.split(",")}
@@ -97,7 +99,9 @@ def run(s: ReplaySettings) -> dict[str, Any]:
         raise UserError(msg)
     wait_for_kafka(StartupWait(s.connect_timeout_s), common)  # the readers below then connect at once
     t0 = time.perf_counter()
-    records = read_stretch(common, s.topic, stretch, partitions=parts, idle_ms=s.idle_ms, max_records=s.max_records)
+    account = StretchAccount(s.topic)
+    records = read_stretch(common, s.topic, stretch, partitions=parts, idle_ms=s.idle_ms, max_records=s.max_records, account=account)
+    reads = [account]
     out: dict[str, Any] = {"topic": s.topic, "mode": s.mode, "selection": {k: getattr(s, k) for k in (
         "partitions", "start_offsets", "end_offsets", "start_time", "end_time", "max_records")}}
     versions: list[tuple[str, float | None]] = []
@@ -121,43 +125,119 @@ def run(s: ReplaySettings) -> dict[str, Any]:
             _write_eval(s, rows, models)
     else:
         inputs = list(records)
-        end = Stretch()  # the whole results / DLQ topics: results can lag their inputs arbitrarily
-        results = read_stretch(common, s.results_topic, end, idle_ms=s.idle_ms)
+        whole = Stretch()  # the whole results / DLQ topics: results can lag their inputs arbitrarily
+        results_read, dead_read = StretchAccount(s.results_topic), StretchAccount(s.dlq_topic)
+        results = read_stretch(common, s.results_topic, whole, idle_ms=s.idle_ms, account=results_read)
         try:
-            dead = list(read_stretch(common, s.dlq_topic, end, idle_ms=s.idle_ms))
+            dead = list(read_stretch(common, s.dlq_topic, whole, idle_ms=s.idle_ms, account=dead_read))
         except UserError:
-            dead = []
+            dead = []  # no dead-letter topic: nothing was dead-lettered
         rows, missing, dead_counts, dups = audit(inputs, results, dead)
+        reads += [results_read, dead_read]
         seen = sorted({v for r in rows for v in r.scores})
         versions = [(v, None) for v in seen]
+        secs = time.perf_counter() - t0
         out |= {"inputs": len(inputs), "with_result": len(rows), "missing_results": missing, "dead_lettered": dead_counts,
-                "duplicate_results": dups, "latency": rep.latency(rows), "timing": {"total_s": round(time.perf_counter() - t0, 3)}}
-    out["models"] = {v: rep.decision_metrics(rows, v, thr) for v, thr in versions}
+                "duplicate_results": dups, "latency": rep.latency(rows),
+                "timing": {"total_s": round(secs, 3), "records_per_s": round(len(inputs) / max(secs, 1e-9), 1)},
+                "joined_reads": {"results": results_read.summary(), "dead_letters": dead_read.summary()}}
+    out["stretch"] = account.summary()
+    shortfalls = [line for r in reads for line in r.shortfalls()]
+    out["complete"] = not shortfalls
+    if shortfalls:
+        out["incomplete"] = shortfalls
+    out["models"] = {v: rep.decision_metrics(rows, v, thr) | rep.model_summary(rows, v) for v, thr in versions}
+    if len(versions) == 2 and s.mode == "rescore":
+        out["agreement"] = rep.agreement(rows, versions[0][0], versions[1][0])
     out["per_source"] = {v: rep.breakdown(rows, v, thr, "source") for v, thr in versions}
     out["counts"] = {"records": len(rows), "labelled": sum(1 for r in rows if r.label is not None)}
     if s.scores:
         _write_csv(s.scores, rows, [v for v, _ in versions])
     if s.report:
         s.report.parent.mkdir(parents=True, exist_ok=True)
-        lab = [r for r in rows if r.label is not None and all(v in r.scores for v, _ in versions)]
-        if lab and 0 < sum(r.label for r in lab) < len(lab):
-            y = np.array([r.label for r in lab])
-            curves = {f"{v} AUROC {out['models'][v].get('auroc', 0):.3f}": np.array([r.scores[v] for r in lab]) for v, _ in versions}
-            stem = s.report.with_suffix("")
-            plot_roc(y, curves, Path(f"{stem}-roc.png"), f"replay {s.topic}")
-            plot_pr(y, curves, Path(f"{stem}-pr.png"), f"replay {s.topic}")
-            v0, thr0 = versions[0]
-            plot_histogram(y, np.array([r.scores[v0] for r in lab]), thr0 if thr0 is not None else float("nan"), Path(f"{stem}-hist.png"), v0)
-            out["plots"] = [f"{stem}-{n}.png" for n in ("roc", "pr", "hist")]
+        out["plots"] = _plots(s, rows, out, [v for v, _ in versions])
         s.report.write_text(json.dumps(out, indent=2, default=str))
-    brief = {"mode": s.mode, "records": len(rows), **{v: {k: out["models"][v].get(k) for k in ("auroc", "auprc", "precision", "recall", "f1", "fpr")}
-                                                      for v, _ in versions}}
-    if "timing" in out:
-        brief["records_per_s"] = out["timing"].get("records_per_s")
-    if s.mode == "audit":
-        brief |= {"missing_results": out["missing_results"], "latency": out["latency"]}
-    print(json.dumps(brief, default=str))
+    print(json.dumps(_brief(out), default=str))
+    _warn_incomplete(out, account)
     return out
+
+
+def _plots(s: ReplaySettings, rows: list[Any], out: dict[str, Any], versions: list[str]) -> list[str]:
+    """ROC and PR curves when both classes are labelled; a score histogram per model version with its thresholds, labels or not."""
+    from worker.evaluation.plots import plot_histogram, plot_pr, plot_roc
+    from worker.replay import report as rep
+
+    assert s.report is not None
+    stem = s.report.with_suffix("")
+    paths: list[str] = []
+    roc: dict[str, np.ndarray] = {}
+    pr: dict[str, np.ndarray] = {}
+    for v in versions:
+        # Per version: in an audit each input has one version's result, so versions cover different records.
+        lab = [r for r in rows if r.label is not None and v in r.scores]
+        if 0 < sum(r.label for r in lab) < len(lab):
+            m = out["models"][v]
+            y = np.array([r.label for r in lab])
+            s_v = np.array([r.scores[v] for r in lab])
+            roc[f"{v} AUROC {m['auroc']:.3f}"], pr[f"{v} AUPRC {m['auprc']:.3f}"] = (y, s_v), (y, s_v)
+    if roc:
+        plot_roc(None, roc, Path(f"{stem}-roc.png"), f"replay {s.topic}")
+        plot_pr(None, pr, Path(f"{stem}-pr.png"), f"replay {s.topic}")
+        paths += [f"{stem}-roc.png", f"{stem}-pr.png"]
+    for v in versions:
+        vrows = [r for r in rows if v in r.scores]
+        if not vrows:
+            continue
+        labels = np.array([r.label for r in vrows]) if all(r.label is not None for r in vrows) else None
+        path = Path(f"{stem}-hist-{v}.png")
+        plot_histogram(labels, np.array([r.scores[v] for r in vrows]), rep.thresholds_used(vrows, v), path, f"{v} on {s.topic}")
+        paths.append(str(path))
+    return paths
+
+
+def _brief(out: dict[str, Any]) -> dict[str, Any]:
+    """The printed one-line summary: what the stretch held and read, then per model what needs no labels, then labelled metrics if any."""
+    from worker.replay.report import LABELLED_KEYS
+
+    st = out["stretch"]
+    brief: dict[str, Any] = {"mode": out["mode"], "records": out["counts"]["records"], "complete": out["complete"],
+                             "stretch": {"expected": st["expected"], "read": st["read"], "selected": st["selected"]}}
+    models = {}
+    for v, m in out["models"].items():
+        q = m.get("score") or {}
+        one = {"scored": m["scored"], "flagged": m["flagged"], "flagged_share": m["flagged_share"], "threshold": m["threshold"],
+               **{f"score_{k}": q.get(k) for k in ("p50", "p90", "p99", "max")}}
+        if m.get("n_labelled"):
+            one |= {"labelled": m["n_labelled"], **{k: m.get(k) for k in LABELLED_KEYS}}
+        models[v] = one
+    brief["models"] = models
+    if "agreement" in out:
+        brief["agreement"] = {k: v for k, v in out["agreement"].items() if k not in ("champion", "challenger")}
+    if out["mode"] == "rescore":
+        brief["unreadable"] = out["unreadable"]
+    else:
+        brief |= {"missing_results": out["missing_results"], "dead_lettered": out["dead_lettered"], "latency": out["latency"]}
+    brief["records_per_s"] = out["timing"]["records_per_s"]
+    return brief
+
+
+def _warn_incomplete(out: dict[str, Any], account: Any) -> None:
+    """Loud lines on stderr: a stretch not read to its end (the CLI then exits 1), and explicit ends past a partition's end."""
+    for n, p in sorted(account.partitions.items()):
+        if p.requested_end is not None:
+            print(f"note: {out['topic']} partition {n} ended at offset {p.end} when the replay began, before the asked end {p.requested_end}",
+                  file=sys.stderr)
+    for line in out.get("incomplete", []):
+        print(f"incomplete: {line}", file=sys.stderr)
+    if not out["complete"]:
+        st = out["stretch"]
+        print(f"incomplete: the report covers {st['read']} of the stretch's {st['expected']} records; its numbers are not the stretch's. "
+              "Rerun when the broker serves every partition (or raise --idle-ms).", file=sys.stderr)
+
+
+def cli_run(s: ReplaySettings) -> int:
+    """The command line: exit 1 when the stretch could not be read to its end, so scripts cannot take a partial report for a whole one."""
+    return 0 if run(s)["complete"] else 1
 
 
 def _write_csv(path: Path, rows: list[Any], versions: list[str]) -> None:
@@ -188,4 +268,3 @@ def _write_eval(s: ReplaySettings, rows: list[Any], models: list[Any]) -> None:
         prod.send(s.eval_topic, key=(r.key or r.id).encode(), value=res.to_json())
     prod.flush()
     prod.close()
-

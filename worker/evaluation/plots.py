@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib as mpl
@@ -11,11 +12,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+# A curve's scores, scored against the shared labels, or its own (labels, scores) when curves cover different records.
+Curve = np.ndarray | tuple[np.ndarray, np.ndarray]
 
-def plot_roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "ROC") -> None:
+
+def _labelled(labels: np.ndarray | None, curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    return curve if isinstance(curve, tuple) else (labels, curve)
+
+
+def plot_roc(labels: np.ndarray | None, curves: dict[str, Curve], path: Path, title: str = "ROC") -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, scores in curves.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
+    for name, curve in curves.items():
+        fpr, tpr, _ = roc_curve(*_labelled(labels, curve))
         ax.plot(fpr, tpr, label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
@@ -25,10 +33,10 @@ def plot_roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, titl
     plt.close(fig)
 
 
-def plot_pr(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "Precision-recall") -> None:
+def plot_pr(labels: np.ndarray | None, curves: dict[str, Curve], path: Path, title: str = "Precision-recall") -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, scores in curves.items():
-        p, r, _ = precision_recall_curve(labels, scores)
+    for name, curve in curves.items():
+        p, r, _ = precision_recall_curve(*_labelled(labels, curve))
         ax.plot(r, p, label=name)
     ax.set(xlabel="recall", ylabel="precision", title=title, ylim=(0, 1.02))
     ax.legend(loc="lower left")
@@ -37,12 +45,25 @@ def plot_pr(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path, title
     plt.close(fig)
 
 
-def plot_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str = "Scores") -> None:
+def plot_histogram(labels: np.ndarray | None, scores: np.ndarray, threshold: float | Mapping[float, int] | None, path: Path,
+                   title: str = "Scores") -> None:
+    """Score densities, normal vs. anomaly when ``labels`` are given, else of all records, with the decision threshold(s).
+
+    ``threshold`` is one value, or each threshold a model decided with mapped to how many records
+    it decided (production workers may override it); None draws no line and says so in the legend.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.histogram_bin_edges(scores, bins=60)
-    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
-    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomaly")
-    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.4g}")
+    if labels is not None and 0 < labels.sum() < len(labels):
+        ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+        ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomaly")
+    else:
+        ax.hist(scores, bins=bins, alpha=0.6, density=True, label=f"all {len(scores)} records")
+    lines = {float(threshold): None} if isinstance(threshold, int | float) else dict(threshold or {})
+    for i, (thr, n) in enumerate(lines.items()):
+        ax.axvline(thr, color="k", ls=("--", ":", "-.")[i % 3], label=f"threshold {thr:.4g}" + (f" ({n} records)" if len(lines) > 1 else ""))
+    if not lines:
+        ax.plot([], [], " ", label="no threshold recorded")
     ax.set(xlabel="anomaly score", ylabel="density", title=title)
     ax.legend()
     fig.tight_layout()

@@ -29,6 +29,7 @@ class Row:
     label: int | None  # 1 anomaly, 0 normal, None unlabelled
     scores: dict[str, float] = field(default_factory=dict)  # model version -> score
     decisions: dict[str, bool] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)  # model version -> the threshold its decision used
     latency_ms: float | None = None
 
 
@@ -67,6 +68,7 @@ def rescore(records: Iterable[Any], models: list[tuple[Artifact, Scorer, float]]
             for (row, _), sc in zip(pending, s.tolist(), strict=True):
                 row.scores[art.version] = sc
                 row.decisions[art.version] = sc > thr
+                row.thresholds[art.version] = thr
         rows.extend(p[0] for p in pending)
         pending.clear()
 
@@ -117,6 +119,8 @@ def audit(inputs: Iterable[Any], results: Iterable[Any], dead: Iterable[Any]) ->
             continue
         row.scores[res["model_version"]] = res["score"]
         row.decisions[res["model_version"]] = res["is_anomaly"]
+        if res.get("threshold") is not None:
+            row.thresholds[res["model_version"]] = res["threshold"]
         row.latency_ms = res.get("latency_ms")
         rows.append(row)
     return rows, missing, dead_counts, dups

@@ -1,0 +1,155 @@
+"""What ``ganomaly replay`` reports and draws (issue 19, defects 7 and 8), on real records, models and workers.
+
+Defect 7: unlabelled replays reported nothing but ``auroc: null``; now each model has records
+scored, flagged count and share, score quantiles and thresholds, two models their agreement,
+and dead letters / unreadable records appear in the printed summary.
+Defect 8: the audit histogram had no threshold line ("threshold nan"), the PR legend said AUROC,
+and audit's records_per_s was null.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from producers import ImagePublisher, encode_png
+from tests.conftest import FMNIST
+from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic
+from worker.artifact import load_artifact
+from worker.cli import main as cli
+from worker.data.idx import load_split
+from worker.evaluation import plots
+
+pytestmark = pytest.mark.integration
+
+N = 300
+BAD = [b"", b"not an image", b"\x89PNG\r\n\x1a\n truncated"]
+
+
+class PlotSpy:
+    """Records what the replay asks each plot to draw, then draws it for real."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: dict[str, list[tuple[Any, ...]]] = {"roc": [], "pr": [], "hist": []}
+        for name, fn in (("roc", plots.plot_roc), ("pr", plots.plot_pr), ("hist", plots.plot_histogram)):
+            monkeypatch.setattr(plots, fn.__name__, self._wrap(name, fn))
+
+    def _wrap(self, name: str, fn: Any) -> Any:
+        def spy(*a: Any, **kw: Any) -> None:
+            self.calls[name].append(a)
+            fn(*a, **kw)
+
+        return spy
+
+
+def _publish_unlabelled(bootstrap: str, topic: str) -> None:
+    images, _ = load_split(FMNIST, "t10k")
+    with ImagePublisher(bootstrap, topic) as pub:
+        for i in range(N):
+            pub.publish(encode_png(images[i]), key=f"u{i}", source=f"cam-{i % 2}")
+        for i, v in enumerate(BAD):
+            pub.publish(v, key=f"bad{i}")
+    assert pub.stats.failed == 0
+
+
+def _scores(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    versions = [k for k in rows[0] if k.startswith("m-")]
+    return versions, {v: np.array([float(r[v]) for r in rows]) for v in versions}
+
+
+def _printed(out: str) -> dict[str, Any]:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_unlabelled_rescore_with_challenger_then_audit(broker: str, tiny_model: Path, trouser_model: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    topics = Topics(broker, partitions=3)
+    _publish_unlabelled(broker, topics.input)
+    spy = PlotSpy(monkeypatch)
+    champion, challenger = load_artifact(tiny_model), load_artifact(trouser_model)
+    base = ["replay", "--bootstrap-servers", broker, "--topic", topics.input, "--device", "cpu"]
+    rc = cli([*base, "--mode", "rescore", "--model", str(tiny_model), "--challenger", str(trouser_model), "--report", str(tmp_path / "r.json"),
+              "--scores", str(tmp_path / "r.csv"), "--eval-topic", topics.results])
+    printed = _printed(capsys.readouterr().out)
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    versions, scores = _scores(tmp_path / "r.csv")
+    assert versions == [champion.version, challenger.version]
+    flags = {}
+    for art in (champion, challenger):
+        s, thr = scores[art.version], art.threshold
+        flags[art.version] = s > thr
+        want = {"scored": N, "flagged": int((s > thr).sum()), "flagged_share": round(float((s > thr).mean()), 6), "threshold": thr,
+                "score_p50": float(np.percentile(s, 50)), "score_p90": float(np.percentile(s, 90)), "score_p99": float(np.percentile(s, 99)),
+                "score_max": float(s.max())}
+        assert printed["models"][art.version] == pytest.approx(want)  # no labels: no auroc, no nulls
+        m = report["models"][art.version]
+        assert (m["scored"], m["flagged"], m["threshold"], m["n_labelled"]) == (N, want["flagged"], thr, 0)
+        assert m["thresholds"] == [{"threshold": thr, "records": N}]
+    a, b = flags[champion.version], flags[challenger.version]
+    want_agree = {"both_scored": N, "agree": int((a == b).sum()), "both_flagged": int((a & b).sum()), "neither_flagged": int((~a & ~b).sum()),
+                  "only_champion_flagged": int((a & ~b).sum()), "only_challenger_flagged": int((~a & b).sum())}
+    assert {k: printed["agreement"][k] for k in want_agree} == want_agree
+    assert printed["agreement"]["agreement_rate"] == pytest.approx(want_agree["agree"] / N)
+    assert -1 <= printed["agreement"]["score_rank_correlation"] <= 1
+    assert report["agreement"]["champion"] == champion.version
+    assert sum(printed["unreadable"].values()) == len(BAD)  # the rescore's dead letters, printed
+    # One histogram per model, all records (no labels), with that model's threshold; no ROC/PR without labels.
+    assert [(c[0], c[2]) for c in spy.calls["hist"]] == [(None, {champion.threshold: N}), (None, {challenger.threshold: N})]
+    assert not spy.calls["roc"] and not spy.calls["pr"]
+    assert all(Path(p).stat().st_size > 1000 for p in report["plots"])
+
+    # Audit the rescored results as if workers had written them: unlabelled, one model version.
+    rc = cli([*base, "--mode", "audit", "--results-topic", topics.results, "--dlq-topic", topics.dlq, "--report", str(tmp_path / "a.json")])
+    printed = _printed(capsys.readouterr().out)
+    assert rc == 0
+    m = printed["models"][champion.version]
+    assert (m["scored"], m["flagged"], m["threshold"]) == (N, int(flags[champion.version].sum()), champion.threshold)
+    assert "auroc" not in m
+    assert printed["records_per_s"] > 0 and printed["missing_results"] == len(BAD) and printed["dead_lettered"] == {}
+    assert spy.calls["hist"][-1][2] == {champion.threshold: N}
+
+
+def test_labelled_audit_of_a_real_worker(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    topics = Topics(broker, partitions=3)
+    produce_fmnist(broker, topics.input, N, data_dir=FMNIST)
+    with ImagePublisher(broker, topics.input) as pub:
+        for i, v in enumerate(BAD):
+            pub.publish(v, key=f"bad{i}", label="normal")
+    with WorkerProc(bootstrap=broker, topics=topics, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log") as w:
+        read_topic(broker, topics.results, want=N, timeout_s=120)
+        read_topic(broker, topics.dlq, want=len(BAD), timeout_s=30)
+        assert w.terminate() == 0
+    spy = PlotSpy(monkeypatch)
+    art = load_artifact(tiny_model)
+    rc = cli(["replay", "--bootstrap-servers", broker, "--topic", topics.input, "--mode", "audit", "--results-topic", topics.results,
+              "--dlq-topic", topics.dlq, "--report", str(tmp_path / "a.json")])
+    printed = _printed(capsys.readouterr().out)
+    report = json.loads((tmp_path / "a.json").read_text())
+    # Defect 8 first: audit's records/s, the threshold the workers decided with on the histogram (not nan), AUPRC in the PR legend.
+    assert printed["records_per_s"] is not None and printed["records_per_s"] > 0
+    assert report["timing"]["records_per_s"] > 0
+    (labels, _, thresholds, *_), = spy.calls["hist"]
+    assert isinstance(thresholds, dict), thresholds
+    assert labels is not None and list(thresholds.values()) == [N] and not any(math.isnan(t) for t in thresholds)
+    assert list(thresholds) == [pytest.approx(art.threshold)]
+    (_, pr_curves, *_), = spy.calls["pr"]
+    (_, roc_curves, *_), = spy.calls["roc"]
+    assert [k.split()[1:] for k in pr_curves] == [["AUPRC", f"{report['models'][art.version]['auprc']:.3f}"]]
+    assert [k.split()[1:] for k in roc_curves] == [["AUROC", f"{report['models'][art.version]['auroc']:.3f}"]]
+    # Defect 7: dead letters by reason and the per-model summary in the printed summary.
+    assert rc == 0 and report["complete"] is True
+    assert printed["records"] == N and printed["missing_results"] == 0
+    assert sum(printed["dead_lettered"].values()) == len(BAD)
+    m = printed["models"][art.version]
+    assert m["scored"] == N and m["labelled"] == N and m["threshold"] == pytest.approx(art.threshold)
+    assert m["auroc"] is not None and 0 <= m["flagged"] <= N

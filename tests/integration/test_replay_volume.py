@@ -1,0 +1,105 @@
+"""``ganomaly replay`` reads every record of its stretch at volume, however slowly it scores (issue 19, defect 1).
+
+One topic of the 10,000 Fashion-MNIST test images on three partitions is published once for the
+module. The truth per partition comes from an independent read of the topic, not from the reader
+under test.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FMNIST
+from tests.integration.helpers import ROOT, produce_fmnist, read_topic
+from worker.artifact import Artifact
+from worker.commands.replay import ReplaySettings
+from worker.commands.replay import run as replay
+from worker.stream.kafka_io import ensure_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+N = 10_000
+
+
+class SlowScorer:
+    """A real scorer that takes ``delay_s`` longer per batch: a large model on a small CPU.
+
+    At 256 records per 0.65 s (about 390 records/s), draining one partition of ~3,333 records takes
+    longer than the 10 s after which the old reader declared a partition without fresh records finished.
+    """
+
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self.inner, self.delay_s, self.batches = inner, delay_s, 0
+
+    def score(self, images: Any, **kw: Any) -> Any:
+        self.batches += 1
+        time.sleep(self.delay_s)
+        return self.inner.score(images, **kw)
+
+
+@pytest.fixture(scope="module")
+def fmnist_topic(broker: str) -> tuple[str, dict[int, int]]:
+    """The 10,000 test images on a 3-partition topic; returns the topic and its records per partition."""
+    topic = f"replay-volume-{os.getpid()}-{time.monotonic_ns()}"
+    ensure_topics({"bootstrap_servers": [broker]}, [topic], 3)
+    produce_fmnist(broker, topic, N, data_dir=FMNIST)
+    per_partition = Counter(r.partition for r in read_topic(broker, topic, want=N, timeout_s=120))
+    assert sum(per_partition.values()) == N and len(per_partition) == 3, per_partition
+    return topic, dict(per_partition)
+
+
+def _csv_partitions(path: Path) -> Counter[int]:
+    with path.open() as f:
+        return Counter(int(row["id"].rsplit(":", 2)[1]) for row in csv.DictReader(f))
+
+
+def test_slow_rescore_reads_every_record_of_every_partition(broker: str, tiny_model: Path, fmnist_topic: tuple[str, dict[int, int]],
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    topic, truth = fmnist_topic
+    real_scorer = Artifact.scorer
+    made: list[SlowScorer] = []
+
+    def slow_scorer(self: Artifact, *a: Any, **kw: Any) -> SlowScorer:
+        made.append(SlowScorer(real_scorer(self, *a, **kw), delay_s=0.65))
+        return made[-1]
+
+    monkeypatch.setattr(Artifact, "scorer", slow_scorer)
+    out = replay(ReplaySettings(bootstrap_servers=broker, topic=topic, mode="rescore", model=tiny_model, device="cpu",
+                                scores=tmp_path / "scores.csv", report=tmp_path / "report.json"))
+    assert made and made[0].batches >= N // 256  # the slow scorer really scored every batch
+    # Every record, per partition, as the independent read counted them (the old reader starved partition 2).
+    assert dict(_csv_partitions(tmp_path / "scores.csv")) == truth
+    assert out["counts"]["records"] == N and out["counts"]["labelled"] == N
+    stretch = out["stretch"]
+    assert stretch["complete"] is True and stretch["expected"] == N and stretch["read"] == N
+    assert {int(p): (v["expected"], v["read"], v["status"]) for p, v in stretch["partitions"].items()} == {
+        p: (n, n, "complete") for p, n in truth.items()}
+    # The ends were fixed from the topic's real end (Tansu's ListOffsets answer is early when producers batch).
+    assert {int(p): v["end"] - v["start"] for p, v in stretch["partitions"].items()} == truth
+    assert json.loads((tmp_path / "report.json").read_text())["stretch"] == stretch
+
+
+def test_command_line_rescore_of_10000_records_on_three_partitions(broker: str, tiny_model: Path, fmnist_topic: tuple[str, dict[int, int]],
+                                                                  tmp_path: Path) -> None:
+    topic, truth = fmnist_topic
+    report = tmp_path / "cli.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["ganomaly", "replay", "--mode", "rescore", "--topic", topic, "--model", str(tiny_model), "--bootstrap-servers", broker,
+                           "--device", "cpu", "--report", str(report)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "incomplete" not in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["records"] == N
+    rep = json.loads(report.read_text())
+    assert rep["counts"]["records"] == N
+    assert {int(p): (v["expected"], v["read"]) for p, v in rep["stretch"]["partitions"].items()} == {p: (n, n) for p, n in truth.items()}
