@@ -142,18 +142,19 @@ def test_feedback_result_ids_as_the_readme_and_help_write_them(broker: str) -> N
 
 def test_stack_status_after_down_names_the_machines_redis(tmp_path: Path, redis_url: str) -> None:
     redis_port = redis_url.rsplit(":", 1)[1].split("/")[0]
-    common = ["--state-dir", str(tmp_path / "stack"), "--redis-port", redis_port]
-    up = ganomaly("stack", "up", *common, "--broker-port", str(free_port()), "--partitions", "1", timeout=120)
+    state = ["--state-dir", str(tmp_path / "stack")]
+    up = ganomaly("stack", "up", *state, "--broker-port", str(free_port()), "--partitions", "1", timeout=120)
     try:
         assert up.returncode == 0, up.stderr
-        assert f"export GANOMALY_ALERTS_REDIS_URL=redis://127.0.0.1:{redis_port}/0" in up.stdout
-        running = ganomaly("stack", "status", *common)
+        stack_url = next(ln.split("=", 1)[1] for ln in up.stdout.splitlines() if ln.startswith("export GANOMALY_ALERTS_REDIS_URL="))
+        assert stack_url != redis_url  # its own Redis, never the machine's
+        running = ganomaly("stack", "status", *state)
         status = json.loads(running.stdout)
-        assert running.returncode == 0 and status["running"] and status["redis_owner"] == "machine"  # up reused it
+        assert running.returncode == 0 and status["running"] and status["redis_owner"] == "stack" and status["redis_url"] == stack_url
     finally:
-        down = ganomaly("stack", "down", *common)
+        down = ganomaly("stack", "down", *state)
     assert down.returncode == 0, down.stderr
-    after = ganomaly("stack", "status", *common)
+    after = ganomaly("stack", "status", *state, "--redis-port", redis_port)
     status = json.loads(after.stdout)
     assert after.returncode == 1 and not status["running"] and not status["broker_alive"]
     assert status["redis_alive"] is True and status["redis_owner"] == "machine"  # not "dead": it answers, and it is not the stack's

@@ -1,0 +1,181 @@
+"""Every command line the README shows, run as written.
+
+The README's code blocks are run as the user pastes them, through bash, from the repository root,
+against real components: the demo (`bash scripts/demo.sh`) and the quick start (its own Tansu
+broker and Redis from `ganomaly stack up`, a model trained on the spot, a worker, a stream,
+alerts, verdicts, a trainer run and a replay). The environment only moves ports and state
+directories out of the way of anything else on the machine; the command text is the README's.
+
+Commands the prose names inline (the commands behind the README's numbers, such as a benchmark
+that runs for hours) are parsed by the real command line, flags and all, so a renamed command or
+flag fails here too. `bash scripts/test.sh` is the one command not run: it is this test suite.
+
+A README command that none of this covers fails ``test_every_readme_command_is_covered``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.helpers import ROOT
+from worker.devstack import free_port, port_open
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+README = ROOT / "README.md"
+RUN_BY_CI = {"bash scripts/test.sh"}  # the test command itself: CI runs it, this module is part of it
+DEMO = "bash scripts/demo.sh"
+
+
+def _blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _lines(block: str) -> list[str]:
+    """A block's command lines, without comments (a trailing `# ...` after two spaces)."""
+    out = []
+    for raw in block.splitlines():
+        line = re.sub(r"\s{2,}#.*$", "", raw).strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def _quick_start() -> str:
+    blocks = [b for b in _blocks() if "ganomaly stack up" in b]
+    assert len(blocks) == 1, "the README has one quick-start block (the one that starts the stack)"
+    return blocks[0]
+
+
+def _inline_commands() -> list[str]:
+    prose = re.sub(r"```.*?```", "", README.read_text(), flags=re.S)
+    found = re.findall(r"`((?:ganomaly|python|bash) [^`]+)`", prose)
+    return sorted(set(found))
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GANOMALY_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return {**env, **extra}
+
+
+@pytest.fixture
+def aside() -> Iterator[None]:
+    """The README's commands write under runs/: keep whatever a developer has there and put it back."""
+    moved: list[tuple[Path, Path]] = []
+    for name in ("quickstart", "demo"):
+        p = ROOT / "runs" / name
+        if p.exists():
+            dst = ROOT / "runs" / f".{name}-kept-{os.getpid()}"
+            p.rename(dst)
+            moved.append((p, dst))
+    try:
+        yield
+    finally:
+        for p, dst in moved:
+            shutil.rmtree(p, ignore_errors=True)
+            dst.rename(p)
+
+
+def test_every_readme_command_is_covered() -> None:
+    first, *rest = _blocks()
+    assert set(_lines(first)) == {DEMO} | RUN_BY_CI, "the first block is the two commands"
+    assert rest == [_quick_start()], "every other code block is the quick start, run as a whole below"
+    assert all(c.split()[0] in ("ganomaly", "python", "bash") for c in _inline_commands())
+
+
+def test_inline_commands_exist_with_their_flags() -> None:
+    """What the prose names (the commands behind its numbers, the registry steps) parses as written."""
+    from worker.cli import build_parser
+
+    parser, _ = build_parser()
+    checked = 0
+    for cmd in _inline_commands():
+        words = shlex.split(cmd)
+        if words[0] == "ganomaly":
+            # placeholders as the README writes them: <command> is any command, VERSION a version
+            if "<command>" in words:
+                words = [w if w != "<command>" else "worker" for w in words]
+            args = [w for w in words[1:] if w != "--help"]
+            if args[:1] == ["models"] and len(args) > 1 and args[1] in ("promote",):
+                args = [w if w != "VERSION" else "m-0123456789abcdef" for w in args]
+            try:
+                parser.parse_args(args)
+            except SystemExit as e:
+                pytest.fail(f"README command {cmd!r} does not parse (exit {e.code})")
+        elif words[0] == "python":
+            script = ROOT / words[1]
+            assert script.is_file(), f"README names {cmd!r}, but {words[1]} does not exist"
+            out = subprocess.run([sys.executable, str(script), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                                 check=False, env=_env())
+            assert out.returncode == 0, f"{cmd} --help: {out.stderr[-2000:]}"
+        else:
+            assert cmd in RUN_BY_CI | {DEMO, "bash scripts/setup.sh"}, f"unknown README command {cmd!r}"
+        checked += 1
+    assert checked >= 5
+
+
+def test_quick_start_as_written(tmp_path: Path, aside: None) -> None:
+    broker_port, metrics_port = free_port(), free_port()
+    env = _env(GANOMALY_STACK_STATE_DIR=str(tmp_path / "stack"), GANOMALY_STACK_BROKER_PORT=str(broker_port),
+               GANOMALY_METRICS_PORT=str(metrics_port))
+    script = "set -euo pipefail\nset -x\n" + _quick_start()
+    t0 = time.monotonic()
+    out = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False)
+    took = time.monotonic() - t0
+    log = (ROOT / "runs/quickstart/worker.log").read_text(errors="replace") if (ROOT / "runs/quickstart/worker.log").exists() else ""
+    assert out.returncode == 0, f"quick start failed after {took:.0f} s:\n{out.stderr[-6000:]}\nworker log:\n{log[-3000:]}"
+
+    qs = ROOT / "runs/quickstart"
+    manifest = json.loads((qs / "model/manifest.json").read_text())
+    assert manifest["data"]["protocol"] == "one-class" and manifest["data"]["klass"] == 7
+    # alerts printed as JSON lines, the trainer's decision, the replay's report with its AUROC
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    decisions = [json.loads(ln) for ln in lines if '"action"' in ln]
+    assert decisions and decisions[-1]["action"] in ("promoted", "rejected"), out.stdout[-3000:]
+    report = json.loads((qs / "rescore.json").read_text())
+    assert report["records"] == 500 or report.get("count") == 500 or report.get("n") == 500, {k: report[k] for k in list(report)[:12]}
+    assert report["models"][0]["auroc"] > 0.8 if "models" in report else report["auroc"] > 0.8
+    # the worker ran, scored and stopped on SIGTERM without a crash; the stack is gone
+    assert '"partitions_assigned"' in log and "stage_crashed" not in log and "Traceback" not in log
+    assert not port_open("127.0.0.1", broker_port)
+    # nothing of the quick start landed in the machine's Redis: `stack up` ran its own
+    machine = redis.Redis(socket_connect_timeout=1)
+    try:
+        assert not list(machine.scan_iter("ganomaly:result:images:*", count=1000))
+    except redis.exceptions.ConnectionError:
+        pass
+
+
+def test_demo_as_written(tmp_path: Path, aside: None) -> None:
+    env = _env(GANOMALY_DEMO_BROKER_PORT=str(free_port()), GANOMALY_DEMO_METRICS_PORT=str(free_port()))
+    t0 = time.monotonic()
+    out = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False)
+    took = time.monotonic() - t0
+    assert out.returncode == 0, f"demo failed after {took:.0f} s:\n{out.stdout[-3000:]}\n{out.stderr[-4000:]}"
+    text = out.stdout
+    caught = re.search(r"Anomalies caught: (\d+) of (\d+) sent", text)
+    false_alarms = re.search(r"False alarms: (\d+) of (\d+) normal images", text)
+    latency = re.search(r"p50 (\d+) ms, p99 (\d+) ms", text)
+    assert caught and false_alarms and latency, text[-3000:]
+    sent, normals = int(caught.group(2)), int(false_alarms.group(2))
+    assert sent + normals == 1000 and 20 <= sent <= 60  # 4 % of 1,000 images are other items
+    # what the demo shows a newcomer: most anomalies caught, few false alarms
+    assert int(caught.group(1)) >= sent // 2, text[-2000:]
+    assert int(false_alarms.group(1)) <= normals // 20, text[-2000:]
+    summary = json.loads((ROOT / "runs/demo/summary.json").read_text())
+    assert summary
+    for name in ("evaluate.json", "replay-audit.json", "replay-rescore.json", "worker.log"):
+        assert (ROOT / "runs/demo" / name).is_file(), name
