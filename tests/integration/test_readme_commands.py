@@ -140,7 +140,7 @@ def test_quick_start_as_written(tmp_path: Path, aside: None) -> None:
 
     qs = ROOT / "runs/quickstart"
     manifest = json.loads((qs / "model/manifest.json").read_text())
-    assert manifest["data"]["protocol"] == "one-class" and manifest["data"]["klass"] == 7
+    assert manifest["data"]["protocol"] == "one-class" and manifest["data"]["class"] == 7
     # alerts printed as JSON lines, the trainer's decision, the replay's report with its AUROC
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     decisions = [json.loads(ln) for ln in lines if '"action"' in ln]
