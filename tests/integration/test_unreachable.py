@@ -139,6 +139,7 @@ def test_one_shot_commands_give_up_after_their_bound_with_one_error_line(command
         "alerts": ["alerts", "--redis-url", f"redis://:secret@{closed}/0"],
     }[command]
     what = "Redis" if command in ("models", "alerts") else "the Kafka broker"
+    (tmp_path / "store").mkdir()  # an existing store: a missing one is refused before any connection
     rc, out, err, took = _one_shot(args)
     assert rc == 2, err
     assert err.count("\n") == 1 and err.startswith(f"error: cannot reach {what} at {closed} after 3 s ("), err
