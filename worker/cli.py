@@ -19,7 +19,15 @@ from worker.errors import UserError
 
 
 class CliParser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one ``error:`` line and exit code 2, like every other user error."""
+    """An argparse parser whose errors are one ``error:`` line and exit code 2, like every other user error.
+
+    Abbreviated flags are refused: argparse would take ``--clas 7`` for ``--class 7``, and a
+    typo that happens to be a prefix of another setting would silently set that one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
@@ -57,11 +65,15 @@ COMMANDS: dict[str, Command] = {
     "trainer": Command("refit on confirmed normals, gate against the champion, promote", "worker.commands.trainer:TrainerSettings",
                        "worker.commands.trainer:run_trainer"),
     "models": Command("the model registry: list, add, promote VERSION, rollback", "worker.commands.trainer:ModelsSettings",
-                      "worker.commands.trainer:run_models", positional=("action", "version")),
+                      "worker.commands.trainer:run_models", positional=("action", "version"),
+                      description="The model registry: list the versions and the current one, add an artifact to the store "
+                                  "(--promote-now to make it current at once), promote VERSION, or roll back to the previous one."),
     "stack": Command("start/stop a local broker and Redis (dev and demo)", "worker.commands.stack:StackSettings",
                      "worker.commands.stack:run", positional=("action",)),
     "alerts": Command("print alerts from the Redis stream (optionally follow)", "worker.commands.stack:AlertsSettings",
-                      "worker.commands.stack:run_alerts"),
+                      "worker.commands.stack:run_alerts",
+                      description="Print the most recent alerts from the workers' Redis alert stream, one JSON line each; "
+                                  "--follow keeps printing new ones as they arrive."),
     "demo-summary": Command("summarise labelled results in plain language (caught, false alarms, latency)",
                             "worker.commands.demo_summary:DemoSummarySettings", "worker.commands.demo_summary:run"),
 }

@@ -102,11 +102,15 @@ def test_help_lists_the_choices(command: str, flag: str, choices: str, capsys: p
 
 def test_every_command_has_a_description_and_models_no_phantom_flag(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()[0]
+    described: dict[str, str] = {}
     for command in COMMANDS:
         leaf = parser._subparsers._group_actions[0].choices[command.split()[0]]  # type: ignore[union-attr]
         if " " in command:
             leaf = leaf._subparsers._group_actions[0].choices[command.split()[1]]  # type: ignore[union-attr]
         assert leaf.description and len(leaf.description) > 20, f"{command} has no description"
+        # each its own: two commands in one module must not both show that module's docstring
+        assert leaf.description not in described, f"{command} shows the description of {described.get(leaf.description)}"
+        described[leaf.description] = command
     models = _help("models", capsys)
     alerts = _help("alerts", capsys)
     assert "--promote-now, --no-promote-now" in models  # documented, and a real flag
@@ -209,3 +213,11 @@ def test_stack_status_says_whose_redis_answers_when_the_stack_is_down(tmp_path: 
     status = json.loads(capsys.readouterr().out)
     assert status["redis_alive"] is True and status["redis_owner"] == "machine" and status["running"] is False
     assert "machine's own" in status["note"] and "stack is down" in status["note"]
+
+
+@pytest.mark.parametrize(("argv", "flag"), [(["train", "--clas", "7"], "--clas"), (["feedback", "--verdict", "normal", "--result", "t:0:1"], "--result")])
+def test_abbreviated_flags_are_refused(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse would take --clas for --class: a typo must not silently set another setting."""
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: ") and flag in err
