@@ -159,3 +159,18 @@ def test_stack_status_after_down_names_the_machines_redis(tmp_path: Path, redis_
     assert after.returncode == 1 and not status["running"] and not status["broker_alive"]
     assert status["redis_alive"] is True and status["redis_owner"] == "machine"  # not "dead": it answers, and it is not the stack's
     assert "machine's own" in status["note"]
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so_in_one_line(tiny_model: Path) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = ganomaly("worker", "--model", str(tiny_model), "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+                       "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--connect-timeout-s", "5", timeout=120)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot serve metrics on 127.0.0.1:") and "--metrics-port" in last

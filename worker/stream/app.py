@@ -477,11 +477,11 @@ class Worker:
 
     def run(self) -> int:
         s = self.s
-        if s.metrics_port:
-            # up while start-up waits: /healthz live (a restart would not bring the broker sooner; the
-            # start-up bound ends a wait that lasts too long), /readyz false and saying what is awaited
-            self._http = serve_http(s.metrics_host, s.metrics_port, self.metrics, self.health, self._readiness)
         try:
+            if s.metrics_port:
+                # up while start-up waits: /healthz live (a restart would not bring the broker sooner; the
+                # start-up bound ends a wait that lasts too long), /readyz false and saying what is awaited
+                self._http = serve_http(s.metrics_host, s.metrics_port, self.metrics, self.health, self._readiness)
             producer, rclient, kafka_sink, redis_sink = self._connect()
         except BaseException:
             self._abandon_startup()

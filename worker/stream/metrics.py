@@ -105,7 +105,13 @@ def serve_http(host: str, port: int, metrics: WorkerMetrics, health: Health, ext
         def log_message(self, *args: object) -> None:  # probes every few seconds: keep them out of the logs
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:  # a port another process holds is a setting to change, not a crash
+        from worker.errors import UserError
+
+        msg = f"cannot serve metrics on {host}:{port} ({e.strerror or e}); pick another --metrics-port (env GANOMALY_METRICS_PORT), 0 for none"
+        raise UserError(msg) from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
