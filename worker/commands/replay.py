@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.commands.common import Amp
@@ -72,6 +72,14 @@ class ReplaySettings(BaseSettings):
     channel_policy: Literal["convert", "strict"] = Field("convert", description="convert: images are brought to the model's channel count, as the worker does by default; strict: a mismatch is counted as unreadable with reason channels")
     connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
+
+    @model_validator(mode="after")
+    def _model_for_rescore(self) -> ReplaySettings:
+        # said before anything is imported or connected: a forgotten --model is a typo, not a run
+        if self.mode == "rescore" and self.model is None:
+            msg = "--model is required in rescore mode (--mode audit reads what the workers decided)"
+            raise ValueError(msg)
+        return self
 
     @field_validator("start_time", "end_time")
     @classmethod
