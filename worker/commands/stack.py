@@ -71,6 +71,9 @@ def _exports(state: dict[str, Any]) -> str:
         f"export GANOMALY_TRAINER_REDIS_URL={state['redis_url']}",
         f"export GANOMALY_MODELS_REDIS_URL={state['redis_url']}",
         f"export GANOMALY_ALERTS_REDIS_URL={state['redis_url']}",
+        f"export GANOMALY_SUMMARY_BOOTSTRAP_SERVERS={state['bootstrap']}",
+        f"export GANOMALY_BENCH_BOOTSTRAP_SERVERS={state['bootstrap']}",
+        f"export GANOMALY_BENCH_REDIS_URL={state['redis_url']}",
     ])
 
 
