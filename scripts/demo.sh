@@ -28,6 +28,7 @@ trap cleanup EXIT
 
 echo "== 2. model: sneakers are normal (one-class, trained on the spot unless $RUN/model exists)"
 if [ ! -f "$RUN/model/manifest.json" ]; then
+  echo "   training 4,000 images x 3 epochs: one to two minutes on 2 idle cores, longer on a busy machine"
   ganomaly train --dataset fashion-mnist --protocol one-class --class "$CLASS" --epochs 3 --max-train-images 4000 \
     --max-val-images 600 --no-evaluate-test --seed 0 --out "$RUN/model" --log-level warning
 fi
@@ -55,7 +56,7 @@ while True:
         time.sleep(0.5)
 PY
 
-echo "== 4. the inspection line's camera: $COUNT test images, mostly sneakers, $SHARE other items, at 200/s"
+echo "== 4. the inspection line's camera: $COUNT test images at 200/s, mostly sneakers, a share of $SHARE other items"
 ganomaly produce --from fashion-mnist --split t10k --protocol one-class --class "$CLASS" --count "$COUNT" --anomaly-share "$SHARE" \
   --rate 200 --source demo-cam --no-progress
 
