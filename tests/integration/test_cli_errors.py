@@ -174,3 +174,11 @@ def test_a_worker_whose_metrics_port_is_taken_says_so_in_one_line(tiny_model: Pa
     assert "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot serve metrics on 127.0.0.1:") and "--metrics-port" in last
+
+
+def test_promoting_a_version_the_store_lacks_names_the_store(tiny_model: Path, tmp_path: Path, redis_url: str, prefix: str) -> None:
+    store = str(tmp_path / "store")
+    assert ganomaly("models", "add", "--artifact", str(tiny_model), "--model-store", store).returncode == 0
+    done = ganomaly("models", "promote", "m-0123456789abcdef", "--model-store", store, "--redis-url", redis_url, "--redis-prefix", prefix)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: version m-0123456789abcdef is not in the model store") and "models list" in done.stderr

@@ -137,6 +137,9 @@ def run_models(s: ModelsSettings) -> int:
         if not s.version:
             msg = "promote needs a version: ganomaly models promote VERSION (ganomaly models list shows them)"
             raise UserError(msg)
+        if not store.path_of(s.version).is_dir():
+            msg = f"version {s.version} is not in the model store {s.model_store} (ganomaly models list shows what is)"
+            raise UserError(msg)
         store.load(s.version)  # refuse to point workers at a broken artifact
         ptr.set(Pointer(s.version, str(store.path_of(s.version)), s.by, int(time.time() * 1000)))
     print(json.dumps({"current": s.version, **({"added": s.version} if s.promote_now else {})}))
