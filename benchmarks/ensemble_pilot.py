@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from worker.data.datasets import idx_splits
-from worker.data.images import MNIST_STD_RANGE, InputSpec
-from worker.model import GanomalyConfig, Scorer
-from worker.training.fit import TrainConfig, fit, score_tensor
+from ganomaly.data.datasets import idx_splits
+from ganomaly.data.images import MNIST_STD_RANGE, InputSpec
+from ganomaly.model import GanomalyConfig, Scorer
+from ganomaly.training.fit import TrainConfig, fit, score_tensor
 
 
 def main() -> None:

@@ -20,12 +20,12 @@ from typing import get_args
 import numpy as np
 import torch
 
-from worker.commands.common import resolve_device
-from worker.data.datasets import idx_splits
-from worker.data.images import InputSpec, default_value_range
-from worker.evaluation.metrics import detection_metrics
-from worker.model import GanomalyConfig, ScoreSpec, calibrate
-from worker.training.fit import SelectBy, TrainConfig, fit, validate
+from ganomaly.data.datasets import idx_splits
+from ganomaly.data.images import InputSpec, default_value_range
+from ganomaly.device import resolve_device
+from ganomaly.evaluation.metrics import detection_metrics
+from ganomaly.model import GanomalyConfig, ScoreSpec, calibrate
+from ganomaly.training.fit import SelectBy, TrainConfig, fit, validate
 
 
 def one(data_dir: Path, protocol: str, klass: int, seed: int, epochs: int, max_train: int, max_val: int, value_range: tuple[float, float],

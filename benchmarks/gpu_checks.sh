@@ -59,18 +59,18 @@ VARIANTS=baseline,fast,bf16
 [ "${DEVICE%%:*}" = cuda ] && VARIANTS=baseline,fast,bf16,fp16
 
 step "1. bench model on $DEVICE"
-timeout 120 "$PY" -m worker.cli bench model --device "$DEVICE" --variants "$VARIANTS" "${BENCH[@]}" \
+timeout 120 "$PY" -m ganomaly.cli.main bench model --device "$DEVICE" --variants "$VARIANTS" "${BENCH[@]}" \
     > "$OUT/bench-model.jsonl" || echo "bench model: exit $?"
 cat "$OUT/bench-model.jsonl"
 
 step "2. leave-one-out class 0 on $DEVICE (the issue's commands)"
 MODEL=/tmp/loo0-12k5
 rm -rf "$MODEL"
-timeout 150 "$PY" -m worker.cli train --dataset fashion-mnist --data-dir "$DATA" --protocol leave-one-out --class 0 \
+timeout 150 "$PY" -m ganomaly.cli.main train --dataset fashion-mnist --data-dir "$DATA" --protocol leave-one-out --class 0 \
     "${TRAIN[@]}" --seed 0 --device "$DEVICE" --no-evaluate-test --out "$MODEL" || echo "train: exit $?"
 if [ -f "$MODEL/manifest.json" ]; then
     cp "$MODEL/manifest.json" "$OUT/loo0-12k5-manifest.json"
-    timeout 60 "$PY" -m worker.cli evaluate --model "$MODEL" --dataset fashion-mnist --data-dir "$DATA" --protocol leave-one-out \
+    timeout 60 "$PY" -m ganomaly.cli.main evaluate --model "$MODEL" --dataset fashion-mnist --data-dir "$DATA" --protocol leave-one-out \
         --class 0 --device "$DEVICE" --report "$OUT/loo0-12k5-report.json" --scores /tmp/loo0-scores.csv --plots /tmp/loo0-plots \
         || echo "evaluate: exit $?"
 fi

@@ -35,11 +35,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from worker.commands.train import TrainSettings, run
-from worker.data.datasets import arrays_to_tensor, idx_test_set
-from worker.data.idx import load_split
-from worker.data.images import InputSpec, default_value_range
-from worker.model import latent_score
+from ganomaly.cli.commands.train import TrainSettings, run
+from ganomaly.data.datasets import arrays_to_tensor, idx_test_set
+from ganomaly.data.idx import load_split
+from ganomaly.data.images import InputSpec, default_value_range
+from ganomaly.model import latent_score
 
 TEST_BATCH = 64  # the original's --batchsize, used for its test loader too
 

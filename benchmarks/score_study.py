@@ -48,7 +48,7 @@ Candidate scores (statistics from training normals only, never the test set):
 With ``--lean`` only latent, recon and the cheap scores from latent_rel to ge_cycle are computed
 (faster; the discriminator is not run). Every row also carries, under "pseudo", the AUROC
 of the latent and recon scores for held-out normals against pseudo-anomalies made from them
-(worker.training.pseudo_anomalies): validation-only signals whose agreement with the test
+(ganomaly.training.pseudo_anomalies): validation-only signals whose agreement with the test
 AUROC across epochs is what the study checks.
 
     python benchmarks/score_study.py --protocol leave-one-out --class 2 --epochs 5 --max-train-images 12000 --out runs/study-2.jsonl
@@ -69,11 +69,11 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 from torch.optim.swa_utils import AveragedModel
 
-from worker.data.datasets import idx_splits
-from worker.data.images import RESIZE_POLICIES, InputSpec
-from worker.model import AdvLoss, Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
-from worker.training.fit import seed_everything, train_step, update_ema, with_recomputed_bn
-from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
+from ganomaly.data.datasets import idx_splits
+from ganomaly.data.images import RESIZE_POLICIES, InputSpec
+from ganomaly.model import AdvLoss, Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
+from ganomaly.training.fit import seed_everything, train_step, update_ema, with_recomputed_bn
+from ganomaly.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
 
 
 @torch.inference_mode()
@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--resize", default="bilinear-stretch", choices=RESIZE_POLICIES, help="the input spec's resize policy")
     ap.add_argument("--ref-images", type=int, default=4000, help="training normals used for the score statistics")
     ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--adv-loss", default="features", choices=get_args(AdvLoss), help="the generator's adversarial term (worker.model.loss)")
+    ap.add_argument("--adv-loss", default="features", choices=get_args(AdvLoss), help="the generator's adversarial term (ganomaly.model.loss)")
     ap.add_argument("--cosine", action="store_true", help="cosine-decay both learning rates to zero over the run")
     ap.add_argument("--lean", action="store_true", help="latent and recon only (no Mahalanobis, precise BN, SWA, ensemble)")
     ap.add_argument("--pseudo-images", type=int, default=2000, help="held-out normals turned into pseudo-anomalies")

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.training.fit import TrainConfig
+from ganomaly.training.fit import TrainConfig
 
 # rule name (as fit.py's --select-by names it) -> the validation statistic it minimises;
 # val_loss is fit's w_con * recon + w_enc * latent, with the default weights the study trains with

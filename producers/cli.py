@@ -13,10 +13,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
+from ganomaly.data.layout import detect_layout
+from ganomaly.settings import LogLevel
 from producers.publisher import ImagePublisher
 from producers.sources import Item, folder_files, from_files, from_idx, labelled_mix
-from worker.data.layout import detect_layout
-from worker.settings_cli import LogLevel
 
 
 class ProduceSettings(BaseSettings):
@@ -47,8 +47,8 @@ class ProduceSettings(BaseSettings):
 
 
 def _items(s: ProduceSettings, skipped: list[str]) -> tuple[int, Any]:
-    from worker.data.idx import load_split
-    from worker.errors import UserError
+    from ganomaly.data.idx import load_split
+    from ganomaly.errors import UserError
 
     if s.source_kind in ("idx", "fashion-mnist"):
         images, labels = load_split(s.data_dir, s.split)
@@ -90,7 +90,7 @@ def _items(s: ProduceSettings, skipped: list[str]) -> tuple[int, Any]:
 
 
 def _mix(s: ProduceSettings, labels: np.ndarray) -> np.ndarray:
-    from worker.errors import UserError
+    from ganomaly.errors import UserError
 
     if s.protocol is None or s.count is None:
         msg = "--anomaly-share needs --protocol (which classes are normal) and --count"

@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.settings_cli import CommaList, LogLevel
+from ganomaly.settings import CommaList, LogLevel
 
 if TYPE_CHECKING:
-    from worker.stream.messages import Feedback
+    from ganomaly.contracts.messages import Feedback
 
 
 def post_verdicts(bootstrap_servers: str, topic: str, verdicts: list[Feedback], *, connect_timeout_s: float = 30.0) -> int:
     """Send and wait for every acknowledgement; returns how many were sent. Waits up to
-    ``connect_timeout_s`` for the broker, then raises :class:`worker.connect.ConnectTimeout`."""
+    ``connect_timeout_s`` for the broker, then raises :class:`ganomaly.connections.startup.ConnectTimeout`."""
     from kafka import KafkaProducer
 
-    from worker.connect import StartupWait, connect_kafka
+    from ganomaly.connections.startup import StartupWait, connect_kafka
 
     prod = connect_kafka(StartupWait(connect_timeout_s), {"bootstrap_servers": bootstrap_servers.split(",")},
                          lambda cfg: KafkaProducer(**cfg, acks="all", enable_idempotence=True, linger_ms=5))
@@ -51,8 +51,8 @@ class FeedbackSettings(BaseSettings):
 
 
 def run(s: FeedbackSettings) -> int:
-    from worker.errors import UserError
-    from worker.stream.messages import Feedback, InputRef
+    from ganomaly.contracts.messages import Feedback, InputRef
+    from ganomaly.errors import UserError
 
     ids = [i for part in s.result_id for i in part.split(",") if i]
     if not ids and not s.image_id:

@@ -35,11 +35,11 @@ class PublishStats:
 
 class ImagePublisher:
     """``connect_timeout_s``: how long the constructor waits for the broker before raising
-    :class:`worker.connect.ConnectTimeout` (a one-line message naming the address)."""
+    :class:`ganomaly.connections.startup.ConnectTimeout` (a one-line message naming the address)."""
 
     def __init__(self, bootstrap_servers: str, topic: str, *, compression: str | None = None, linger_ms: int = 5,
                  connect_timeout_s: float = 30.0, **kafka: Any) -> None:
-        from worker.connect import StartupWait, connect_kafka
+        from ganomaly.connections.startup import StartupWait, connect_kafka
 
         self.topic = topic
         self.stats = PublishStats()

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ganomaly.data.layout import detect_layout, label_of
 from producers.publisher import CONTENT_TYPES, encode_png
-from worker.data.layout import detect_layout, label_of
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 

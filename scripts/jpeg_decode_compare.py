@@ -22,8 +22,8 @@ import torchvision
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as tvf
 
-from worker.data.images import InputSpec, decode_image
-from worker.data.synthetic import camera_frame
+from ganomaly.data.images import InputSpec, decode_image
+from ganomaly.data.synthetic import camera_frame
 
 FULL = InputSpec(isize=128, channels=3, resize="letterbox")
 DRAFT = InputSpec(isize=128, channels=3, resize="letterbox", jpeg_draft=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.devstack import free_port, start_broker, start_redis, stop
+from ganomaly.devstack import free_port, start_broker, start_redis, stop
 
 FMNIST = Path(os.environ.get("GANOMALY_TEST_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
 
@@ -49,7 +49,7 @@ def prefix() -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small GANomaly trained for real on Fashion-MNIST (leave-one-out, class 0): seconds on a CPU."""
-    from worker.commands.train import TrainSettings, run
+    from ganomaly.cli.commands.train import TrainSettings, run
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     run(TrainSettings(out=out, data_dir=FMNIST, protocol="leave-one-out", klass=0, epochs=1, max_train_images=1024, max_val_images=400,
@@ -66,7 +66,7 @@ def trouser_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     does (it flags about 89% of bags), and the trainer tests need a champion that really
     flags a new class.
     """
-    from worker.commands.train import TrainSettings, run
+    from ganomaly.cli.commands.train import TrainSettings, run
 
     out = tmp_path_factory.mktemp("models") / "trousers"
     run(TrainSettings(out=out, data_dir=FMNIST, protocol="one-class", klass=1, epochs=3, max_train_images=2048, max_val_images=400,

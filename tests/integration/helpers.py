@@ -17,11 +17,11 @@ from typing import Any, Self
 
 from kafka import KafkaConsumer, TopicPartition
 
+from ganomaly.connections.kafka import ensure_topics
+from ganomaly.data.idx import load_split
+from ganomaly.devstack import free_port, stop
 from producers import ImagePublisher, encode_png
 from tests.dashboard import prometheus_tool
-from worker.data.idx import load_split
-from worker.devstack import free_port, stop
-from worker.stream.kafka_io import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ class WorkerProc:
             **topics.env(),
             **{k: str(v) for k, v in env.items()},
         }
-        self.proc = subprocess.Popen([sys.executable, "-m", "worker", "worker"], cwd=ROOT, env=full,
+        self.proc = subprocess.Popen([sys.executable, "-m", "ganomaly", "worker"], cwd=ROOT, env=full,
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
     def logs(self) -> str:

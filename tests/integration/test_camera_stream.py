@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from ganomaly.artifact import load_artifact
+from ganomaly.data.images import decode_image
+from ganomaly.devstack import free_port
+from ganomaly.evaluation.metrics import detection_metrics
 from producers import ImagePublisher
 from tests.camera_frames import camera_frame
 from tests.integration.helpers import ROOT, Topics, WorkerProc, read_topic, results_by_id
-from worker.artifact import load_artifact
-from worker.data.images import decode_image
-from worker.devstack import free_port
-from worker.evaluation.metrics import detection_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_a_colour_letterbox_model_trained_on_a_folder_of_frames_scores_a_frame_s
         (folder / f"{seed}.jpg").write_bytes(camera_frame(seed))
     out = tmp_path / "camera-model"
     train = subprocess.run(
-        [sys.executable, "-m", "worker", "train", "--dataset", "folder", "--folder", str(folder), "--out", str(out),
+        [sys.executable, "-m", "ganomaly", "train", "--dataset", "folder", "--folder", str(folder), "--out", str(out),
          "--isize", "64", "--channels", "3", "--resize", "letterbox", "--epochs", "2", "--ngf", "16", "--nz", "32",
          "--batch-size", "32", "--device", "cpu", "--score", "recon"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)

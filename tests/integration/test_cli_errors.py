@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ganomaly.connections.kafka import ensure_topics
+from ganomaly.data.idx import load_split
+from ganomaly.devstack import free_port
 from producers import encode_png
 from tests.conftest import FMNIST
 from tests.integration.helpers import read_topic
-from worker.data.idx import load_split
-from worker.devstack import free_port
-from worker.stream.kafka_io import ensure_topics
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

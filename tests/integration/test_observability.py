@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ganomaly.artifact import read_manifest
+from ganomaly.devstack import free_port
 from producers import ImagePublisher
 from tests.conftest import FMNIST
 from tests.dashboard import dashboard, panels, prometheus_tool, query_variables, rule_groups, substitute
 from tests.integration.helpers import PrometheusProc, Topics, WorkerProc, produce_fmnist, read_topic
-from worker.artifact import read_manifest
-from worker.devstack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
+from ganomaly.cli.commands.demo_summary import read_results, render, summarise
+from ganomaly.contracts import messages as m
+from ganomaly.data.idx import load_split
 from producers import ImagePublisher, encode_png
 from tests.conftest import FMNIST
 from tests.integration.helpers import ROOT, Topics, WorkerProc, read_topic, results_by_id
-from worker.commands.demo_summary import read_results, render, summarise
-from worker.data.idx import load_split
-from worker.stream import messages as m
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,7 @@ def test_results_and_alerts_carry_trace_context_and_cloudevents_and_the_summary_
     assert f"{summary.false_alarms_per_1000:.1f} per 1,000 normal images" in text
     assert "replay-audit.json" in text and "replay-audit-roc.png" in text
 
-    cli = subprocess.run([sys.executable, "-m", "worker", "demo-summary", "--bootstrap-servers", broker, "--results-topic", topics.results,
+    cli = subprocess.run([sys.executable, "-m", "ganomaly", "demo-summary", "--bootstrap-servers", broker, "--results-topic", topics.results,
                           "--expect", str(n), "--wait-s", "10", "--out", str(tmp_path / "summary.json")],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
@@ -118,6 +118,6 @@ def test_results_and_alerts_carry_trace_context_and_cloudevents_and_the_summary_
 
 
 def test_demo_summary_of_a_missing_topic_is_one_error_line(broker: str) -> None:
-    cli = subprocess.run([sys.executable, "-m", "worker", "demo-summary", "--bootstrap-servers", broker, "--results-topic", "no-such-topic-x1"],
+    cli = subprocess.run([sys.executable, "-m", "ganomaly", "demo-summary", "--bootstrap-servers", broker, "--results-topic", "no-such-topic-x1"],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 2 and cli.stderr.startswith("error: ") and len(cli.stderr.strip().splitlines()) == 1, cli.stderr

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ganomaly.cli.commands.evaluate import EvaluateSettings
+from ganomaly.cli.commands.evaluate import run as evaluate
+from ganomaly.data.idx import load_split
 from producers import ImagePublisher, encode_png
 from producers.cli import ProduceSettings
 from producers.cli import run as produce
+from replay.main import ReplaySettings
+from replay.main import run as replay
 from tests.conftest import FMNIST
 from tests.integration.helpers import Topics, WorkerProc, read_topic
-from worker.commands.evaluate import EvaluateSettings
-from worker.commands.evaluate import run as evaluate
-from worker.commands.replay import ReplaySettings
-from worker.commands.replay import run as replay
-from worker.data.idx import load_split
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_produce_worker_replay_rescore_and_audit(broker: str, redis_url: str, pr
 
 
 def test_replay_refuses_to_write_production_topics(tiny_model: Path, broker: str) -> None:
-    from worker.errors import UserError
+    from ganomaly.errors import UserError
 
     with pytest.raises(UserError, match="production topic"):
         replay(ReplaySettings(bootstrap_servers=broker, topic="images-x", model=tiny_model, eval_topic="image-results"))
@@ -77,7 +77,7 @@ def test_time_window_returns_exactly_the_records_in_it(broker: str, tiny_model: 
                                 scores=Path("/dev/null"), device="cpu", idle_ms=800))
     assert out["counts"]["records"] == 25
 
-    from worker.replay.reader import Stretch, read_stretch
+    from replay.reader import Stretch, read_stretch
 
     keys = sorted(int(r.key.decode()[1:]) for r in read_stretch({"bootstrap_servers": [broker]}, topics.input, Stretch(start_ms=start, end_ms=end),
                                                                 idle_ms=800))

@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from ganomaly.devstack import free_port, port_open
 from tests.integration.helpers import ROOT
-from worker.devstack import free_port, port_open
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 README = ROOT / "README.md"
@@ -98,7 +98,7 @@ def test_every_readme_command_is_covered() -> None:
 
 def test_inline_commands_exist_with_their_flags() -> None:
     """What the prose names (the commands behind its numbers, the registry steps) parses as written."""
-    from worker.cli import build_parser
+    from ganomaly.cli.main import build_parser
 
     parser, _ = build_parser()
     checked = 0

@@ -7,9 +7,9 @@ import threading
 
 import redis
 
-from worker.stream import messages as m
-from worker.stream.sinks.outputs import OutputBatch
-from worker.stream.sinks.redis_sink import CHUNK, RedisSink
+from ganomaly.contracts import messages as m
+from worker.sinks.outputs import OutputBatch
+from worker.sinks.redis_sink import CHUNK, RedisSink
 
 
 def _result(i: int, *, anomaly: bool, ts: int) -> m.Result:

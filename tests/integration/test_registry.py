@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from ganomaly.artifact import read_manifest
+from ganomaly.cli.main import main
+from ganomaly.connections.kafka import ensure_topics
+from ganomaly.registry import Pointer, RedisPointer
 from tests.conftest import FMNIST
 from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic
-from worker.artifact import read_manifest
-from worker.cli import main
-from worker.registry import Pointer, RedisPointer
-from worker.stream.kafka_io import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from worker.cli import main as cli
-from worker.devstack import start_broker, stop
-from worker.replay import rescore as rescore_mod
-from worker.stream.kafka_io import ensure_topics, make_producer
+from ganomaly.cli.main import main as cli
+from ganomaly.connections.kafka import ensure_topics, make_producer
+from ganomaly.devstack import start_broker, stop
+from replay import rescore as rescore_mod
 
 pytestmark = pytest.mark.integration
 

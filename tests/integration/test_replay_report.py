@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ganomaly.artifact import load_artifact
+from ganomaly.cli.main import main as cli
+from ganomaly.data.idx import load_split
+from ganomaly.evaluation import plots
 from producers import ImagePublisher, encode_png
 from tests.conftest import FMNIST
 from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic
-from worker.artifact import load_artifact
-from worker.cli import main as cli
-from worker.data.idx import load_split
-from worker.evaluation import plots
 
 pytestmark = pytest.mark.integration
 

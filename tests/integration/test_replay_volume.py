@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from ganomaly.artifact import Artifact
+from ganomaly.connections.kafka import ensure_topics
+from replay.main import ReplaySettings
+from replay.main import run as replay
 from tests.conftest import FMNIST
 from tests.integration.helpers import ROOT, produce_fmnist, read_topic
-from worker.artifact import Artifact
-from worker.commands.replay import ReplaySettings
-from worker.commands.replay import run as replay
-from worker.stream.kafka_io import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

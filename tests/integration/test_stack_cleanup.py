@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from ganomaly.devstack import free_port, port_open
 from tests.integration.helpers import ROOT
-from worker.devstack import free_port, port_open
 
 pytestmark = pytest.mark.integration
 
 
 def _ganomaly(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worker", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "ganomaly", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def _alive(pid: int) -> bool:

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import redis
 
+from ganomaly.artifact import load_artifact
+from ganomaly.connections.kafka import ensure_topics
+from ganomaly.contracts.messages import Feedback, InputRef
+from ganomaly.errors import ArtifactError
+from ganomaly.registry import ModelStore, Pointer, RedisPointer
 from producers.feedback import post_verdicts
 from tests.conftest import FMNIST
 from tests.integration.helpers import ROOT, Topics, WorkerProc, produce_class, read_topic, results_by_id
-from worker.artifact import load_artifact
-from worker.commands.trainer import TrainerSettings
-from worker.errors import ArtifactError
-from worker.registry import ModelStore, Pointer, RedisPointer
-from worker.stream.kafka_io import ensure_topics
-from worker.stream.messages import Feedback, InputRef
-from worker.trainer.job import run_once
+from trainer.job import run_once
+from trainer.settings import TrainerSettings
 
 pytestmark = pytest.mark.integration
 BAGS, TROUSERS = 8, 1
@@ -146,7 +146,7 @@ def test_overlapping_trainer_runs_do_not_corrupt_the_store(broker: str, redis_ur
            "GANOMALY_TRAINER_MODEL_STORE": str(store.root), "GANOMALY_TRAINER_REDIS_URL": redis_url, "GANOMALY_TRAINER_REDIS_PREFIX": prefix,
            "GANOMALY_TRAINER_MIN_NEW_NORMALS": "50", "GANOMALY_TRAINER_EPOCHS": "1", "GANOMALY_TRAINER_TARGET_FPR": "0.05",
            "GANOMALY_TRAINER_DEVICE": "cpu", "GANOMALY_TRAINER_IDLE_MS": "1000"}
-    procs = [subprocess.Popen([sys.executable, "-m", "worker", "trainer"], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-m", "ganomaly", "trainer"], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs

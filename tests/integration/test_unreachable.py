@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from ganomaly.devstack import free_port, start_broker, stop
 from tests.conftest import FMNIST
 from tests.integration.helpers import ROOT, Topics, WorkerProc
-from worker.devstack import free_port, start_broker, stop
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +119,7 @@ def test_worker_stopped_while_waiting_for_the_broker_exits_at_once_and_cleanly(b
 
 def _one_shot(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "worker", *args, "--connect-timeout-s", "3"], cwd=ROOT, env={**os.environ, **(env or {})},
+    p = subprocess.run([sys.executable, "-m", "ganomaly", *args, "--connect-timeout-s", "3"], cwd=ROOT, env={**os.environ, **(env or {})},
                        capture_output=True, text=True, timeout=3 + STARTUP_ALLOWANCE_S, check=False)
     return p.returncode, p.stdout, p.stderr, time.monotonic() - t0
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from ganomaly.connections.kafka import ensure_topics
+from ganomaly.contracts.messages import Feedback, InputRef
 from producers.feedback import post_verdicts
 from tests.conftest import FMNIST
 from tests.integration.helpers import ROOT, Topics, WorkerProc, read_topic, results_by_id
-from worker.stream.kafka_io import ensure_topics
-from worker.stream.messages import Feedback, InputRef
-from worker.trainer.ingest import ingest_feedback
-from worker.trainer.normal_set import NormalSet
+from trainer.ingest import ingest_feedback
+from trainer.normal_set import NormalSet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N = 10_000
@@ -34,7 +34,7 @@ PARTITIONS = 4
 def published(broker: str) -> Topics:
     """The whole Fashion-MNIST test split, published with the documented command."""
     topics = Topics(broker, partitions=PARTITIONS)
-    out = subprocess.run([sys.executable, "-m", "worker", "produce", "--bootstrap-servers", broker, "--topic", topics.input,
+    out = subprocess.run([sys.executable, "-m", "ganomaly", "produce", "--bootstrap-servers", broker, "--topic", topics.input,
                           "--from", "fashion-mnist", "--data-dir", str(FMNIST), "--split", "t10k", "--protocol", "one-class",
                           "--class", "7", "--count", str(N), "--no-progress"],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from ganomaly.artifact import read_manifest
+from ganomaly.contracts.messages import InputRef, fingerprint
+from ganomaly.devstack import free_port
 from tests.conftest import FMNIST
 from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic, results_by_id
-from worker.artifact import read_manifest
-from worker.devstack import free_port
-from worker.stream.messages import InputRef, fingerprint
 
 pytestmark = pytest.mark.integration
 

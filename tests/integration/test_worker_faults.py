@@ -17,13 +17,13 @@ import torch
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from ganomaly.artifact import load_artifact, save_artifact
+from ganomaly.data.idx import load_split
+from ganomaly.devstack import free_port, start_redis, stop
 from producers import ImagePublisher, encode_png
 from tests.conftest import FMNIST
 from tests.integration.helpers import Topics, WorkerProc, produce_fmnist, read_topic, results_by_id
 from tests.poison import poison_corpus
-from worker.artifact import load_artifact, save_artifact
-from worker.data.idx import load_split
-from worker.devstack import free_port, start_redis, stop
 
 pytestmark = pytest.mark.integration
 

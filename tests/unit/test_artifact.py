@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from worker.artifact import load_artifact, read_manifest, save_artifact
-from worker.data.images import InputSpec
-from worker.errors import ArtifactError
-from worker.model import GanomalyConfig, Generator, calibrate
+from ganomaly.artifact import load_artifact, read_manifest, save_artifact
+from ganomaly.data.images import InputSpec
+from ganomaly.errors import ArtifactError
+from ganomaly.model import GanomalyConfig, Generator, calibrate
 
 
 def _save(path: Path, seed: int = 0) -> dict:
@@ -62,7 +62,7 @@ def test_mismatched_architecture_refused(tmp_path: Path) -> None:
     mf = tmp_path / "a" / "manifest.json"
     m = json.loads(mf.read_text())
     m["architecture"]["nz"] = 9
-    from worker.artifact import _version_of
+    from ganomaly.artifact import _version_of
 
     m["version"] = _version_of(m)  # a consistent manifest whose weights do not fit
     mf.write_text(json.dumps(m))
@@ -93,7 +93,7 @@ def test_unknown_resize_policy_refused(tmp_path: Path) -> None:
     mf = tmp_path / "a" / "manifest.json"
     m = json.loads(mf.read_text())
     m["input"]["resize"] = "crop-centre"
-    from worker.artifact import _version_of
+    from ganomaly.artifact import _version_of
 
     m["version"] = _version_of(m)
     mf.write_text(json.dumps(m))

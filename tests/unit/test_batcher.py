@@ -2,7 +2,7 @@ import queue
 import threading
 import time
 
-from worker.stream.batcher import next_batch
+from worker.batcher import next_batch
 
 
 def test_full_batch_returns_without_waiting() -> None:

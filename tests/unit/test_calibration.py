@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.model import calibrate
+from ganomaly.model import calibrate
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from worker.model.calibration import FEW_CALIBRATION_SCORES, FewCalibrationScores, calibrate
+from ganomaly.model.calibration import FEW_CALIBRATION_SCORES, FewCalibrationScores, calibrate
 
 
 def test_few_held_out_scores_warn_with_their_count() -> None:

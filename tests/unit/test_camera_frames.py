@@ -13,16 +13,16 @@ import torch
 from PIL import Image
 from prometheus_client import generate_latest
 
+from ganomaly.artifact import load_artifact, read_manifest, save_artifact
+from ganomaly.cli.main import main
+from ganomaly.data.datasets import load_folder
+from ganomaly.data.images import BadImage, Converted, DecodeLimits, InputSpec, decode_image, decode_many_noting_conversion
+from ganomaly.model import GanomalyConfig, Generator, calibrate
 from tests.camera_frames import camera_frame
 from tests.poison import poison_corpus
-from worker.artifact import load_artifact, read_manifest, save_artifact
-from worker.cli import main
-from worker.data.datasets import load_folder
-from worker.data.images import BadImage, Converted, DecodeLimits, InputSpec, decode_image, decode_many_noting_conversion
-from worker.model import GanomalyConfig, Generator, calibrate
-from worker.stream.conversions import ChannelConversions
-from worker.stream.metrics import WorkerMetrics
-from worker.stream.settings import WorkerSettings
+from worker.conversions import ChannelConversions
+from worker.metrics import WorkerMetrics
+from worker.settings import WorkerSettings
 
 FULL = InputSpec(isize=128, channels=3, resize="letterbox")
 DRAFT = InputSpec(isize=128, channels=3, resize="letterbox", jpeg_draft=True)

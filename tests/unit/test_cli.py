@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from ganomaly.cli.main import main
+from ganomaly.data.idx import load_split
+from ganomaly.model import GanomalyConfig
+from ganomaly.training.fit import TrainConfig, fit
 from producers import encode_png
 from tests.conftest import FMNIST
-from worker.cli import main
-from worker.data.idx import load_split
-from worker.model import GanomalyConfig
-from worker.training.fit import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,9 @@ def test_unreadable_image_in_training_folder_stops_with_its_name(folders: Path, 
 
 
 def test_corrupted_artifact_is_refused_by_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from worker.artifact import save_artifact
-    from worker.data.images import InputSpec
-    from worker.model import Generator, calibrate
+    from ganomaly.artifact import save_artifact
+    from ganomaly.data.images import InputSpec
+    from ganomaly.model import Generator, calibrate
 
     save_artifact(tmp_path / "a", Generator(GanomalyConfig(nz=8, ngf=8)), InputSpec(), calibrate(np.arange(10.0)))
     (tmp_path / "a" / "model.safetensors").write_bytes(b"not safetensors")

@@ -11,8 +11,8 @@ from typing import Any, get_args
 
 import pytest
 
-from worker.cli import build_parser, main
-from worker.settings_cli import settings_from_args
+from ganomaly.cli.flags import settings_from_args
+from ganomaly.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["train", "evaluate", "bench model", "bench stream", "worker", "schemas", "produce", "replay", "feedback", "trainer", "models",
@@ -21,7 +21,7 @@ POSITIONAL = {"models": ("action", "version"), "stack": ("action",)}
 
 
 def test_the_command_list_here_is_the_clis() -> None:
-    from worker.cli import COMMANDS as TABLE
+    from ganomaly.cli.main import COMMANDS as TABLE
 
     assert sorted(TABLE) == sorted(COMMANDS)
 
@@ -38,7 +38,7 @@ def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize("command", ["", "feedback", *[c for c in COMMANDS if c != "feedback"]])
 def test_help_does_not_import_torch(command: str) -> None:
     # torch costs seconds of start-up; --help (and a light command's parsing) must never pay it
-    code = ("import sys\nfrom worker.cli import main\n"
+    code = ("import sys\nfrom ganomaly.cli.main import main\n"
             "try:\n"
             f"    rc = main({[*command.split(), '--help']!r})\n"
             "except SystemExit as e:\n"
@@ -118,7 +118,7 @@ def test_every_command_has_a_description_and_models_no_phantom_flag(capsys: pyte
 
 
 def _list_fields() -> list[tuple[str, str]]:
-    from worker.settings_cli import _is_list
+    from ganomaly.cli.flags import _is_list
 
     table = build_parser()[1]
     return [(command, name) for command in COMMANDS for name, f in table[command][0].model_fields.items() if _is_list(f.annotation)]
@@ -154,7 +154,7 @@ def test_feedback_result_id_as_the_readme_writes_it_and_from_the_environment(mon
 
 
 def test_bench_lists_parse_to_typed_values() -> None:
-    from worker.commands.bench import BenchModelSettings
+    from ganomaly.cli.commands.bench import BenchModelSettings
 
     parser, _ = build_parser()
     s = settings_from_args(BenchModelSettings, parser.parse_args(["bench", "model", "--batch-sizes", "1,16", "--shapes", "32x1"]))
@@ -162,12 +162,12 @@ def test_bench_lists_parse_to_typed_values() -> None:
 
 
 def test_settings_choices_match_the_modules_that_use_them() -> None:
-    # worker.commands.common repeats them so that --help need not import torch
-    from worker.commands import common
-    from worker.data.datasets import Protocol
-    from worker.model.loss import AdvLoss
-    from worker.model.scoring import SCORE_KINDS
-    from worker.training.fit import SelectBy
+    # ganomaly.cli.commands.common repeats them so that --help need not import torch
+    from ganomaly.cli.commands import common
+    from ganomaly.data.datasets import Protocol
+    from ganomaly.model.loss import AdvLoss
+    from ganomaly.model.scoring import SCORE_KINDS
+    from ganomaly.training.fit import SelectBy
 
     assert get_args(common.Protocol) == get_args(Protocol)
     assert get_args(common.AdvLoss) == get_args(AdvLoss)
@@ -188,7 +188,7 @@ def test_models_add_promote_now_adds_and_points_at_the_version(tiny_model: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     import redis
 
-    from worker.registry import RedisPointer
+    from ganomaly.registry import RedisPointer
 
     store = tmp_path / "store"
     common = ["--model-store", str(store), "--redis-url", redis_url, "--redis-prefix", prefix]

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
+from ganomaly.data.images import BadImage, DecodeLimits, InputSpec, decode_image, decode_many
 from tests.poison import poison_corpus
-from worker.data.images import BadImage, DecodeLimits, InputSpec, decode_image, decode_many
-from worker.stream.decode_pool import DecodePool
+from worker.decode_pool import DecodePool
 
 SPEC = InputSpec(isize=32, channels=1, value_range=(-0.4242, 2.8215))
 LIMITS = DecodeLimits(max_bytes=1_000_000)

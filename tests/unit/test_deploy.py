@@ -16,9 +16,9 @@ import yaml
 from prometheus_client import generate_latest
 
 from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, prometheus_tool, query_variables, substitute
-from worker.commands.trainer import TrainerSettings
-from worker.stream.metrics import serve_http
-from worker.stream.settings import WorkerSettings
+from trainer.settings import TrainerSettings
+from worker.metrics import serve_http
+from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -118,8 +118,8 @@ def test_probes_and_ports_match_the_worker() -> None:
     import urllib.error
     import urllib.request
 
-    from worker.devstack import free_port
-    from worker.stream.metrics import Health, WorkerMetrics
+    from ganomaly.devstack import free_port
+    from worker.metrics import Health, WorkerMetrics
 
     h = Health()
     h.model_loaded = h.assigned = True
@@ -143,7 +143,7 @@ def _exported() -> dict[str, set[str]]:
     """Sample name -> label names, from a WorkerMetrics with one child of every labelled metric."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from worker.stream.metrics import WorkerMetrics
+    from worker.metrics import WorkerMetrics
 
     m = WorkerMetrics()
     m.set_model("v1", 0.5, 0.01)
@@ -260,7 +260,7 @@ def test_dockerfiles_copy_files_that_exist(dockerfile: str) -> None:
 
 def test_compose_services_use_real_commands() -> None:
     doc = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
-    from worker.cli import build_parser
+    from ganomaly.cli.main import build_parser
 
     parser, _ = build_parser()
     for name in ("worker", "producer", "trainer"):

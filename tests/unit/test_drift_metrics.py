@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worker.artifact import load_artifact
-from worker.model.calibration import calibrate
-from worker.stream.metrics import WorkerMetrics
-from worker.stream.model_holder import serving_model
+from ganomaly.artifact import load_artifact
+from ganomaly.model.calibration import calibrate
+from worker.metrics import WorkerMetrics
+from worker.model_holder import serving_model
 
 
 def _buckets(m: WorkerMetrics, version: str) -> list[tuple[float, float]]:

@@ -6,12 +6,12 @@ import types
 
 import numpy as np
 
+from ganomaly.data.images import DecodeLimits, InputSpec, decode_image
 from producers import encode_png
-from worker.data.images import DecodeLimits, InputSpec, decode_image
-from worker.stream.app import Decoded, Worker
-from worker.stream.conversions import ChannelConversions
-from worker.stream.metrics import WorkerMetrics
-from worker.stream.sinks.outputs import DeadLetter
+from worker.app import Decoded, Worker
+from worker.conversions import ChannelConversions
+from worker.metrics import WorkerMetrics
+from worker.sinks.outputs import DeadLetter
 
 
 def test_items_of_the_old_shape_are_redecoded_and_those_the_new_spec_refuses_become_dead_letters() -> None:

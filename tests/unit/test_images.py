@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganomaly.data.images import BadImage, DecodeLimits, InputSpec, array_to_input, decode_image
 from tests.poison import poison_corpus
-from worker.data.images import BadImage, DecodeLimits, InputSpec, array_to_input, decode_image
 
 
 def _png(arr: np.ndarray, mode: str | None = None) -> bytes:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker.stream.isolation import score_isolating_failures
+from worker.isolation import score_isolating_failures
 
 
 def _scorer(poison: set[float], nan: set[float]) -> tuple[Callable[[torch.Tensor], np.ndarray], list[int]]:

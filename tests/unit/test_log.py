@@ -10,7 +10,7 @@ import pytest
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from worker.log import configure_logging
+from ganomaly.log import configure_logging
 
 
 def test_library_records_and_warnings_are_json_lines_with_the_message_coordinates(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from worker import log as worker_log
-from worker.log import configure_logging
+from ganomaly import log as worker_log
+from ganomaly.log import configure_logging
 
 
 def test_a_flood_of_kafka_connection_failures_is_one_line_and_other_loggers_are_untouched(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,9 +2,9 @@ import json
 import threading
 from pathlib import Path
 
-from worker.stream.messages import Alert, DeadLetterHeaders, InputRef, Result, all_schemas, fingerprint, severity
-from worker.stream.sinks.kafka_sink import KafkaSink
-from worker.stream.sinks.outputs import DeadLetter, OutputBatch
+from ganomaly.contracts.messages import Alert, DeadLetterHeaders, InputRef, Result, all_schemas, fingerprint, severity
+from worker.sinks.kafka_sink import KafkaSink
+from worker.sinks.outputs import DeadLetter, OutputBatch
 
 
 def _result(score: float = 2.0) -> Result:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganomaly.cli.main import main
+from ganomaly.data.layout import detect_layout
 from producers.sources import Item, folder_files, from_files
 from tests.camera_frames import camera_frame
-from worker.cli import main
-from worker.data.layout import detect_layout
 
 TRAIN = "--epochs 1 --batch-size 8 --ngf 8 --nz 8 --isize 32 --channels 3 --resize letterbox --score recon --device cpu --log-level warning"
 

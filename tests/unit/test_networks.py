@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from worker.model import Discriminator, GanomalyConfig, Generator, weights_init
-from worker.model.networks import Encoder
+from ganomaly.model import Discriminator, GanomalyConfig, Generator, weights_init
+from ganomaly.model.networks import Encoder
 
 
 def _convs(m: nn.Module) -> list[nn.Module]:

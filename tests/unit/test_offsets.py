@@ -4,7 +4,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.stream.offsets import OffsetTracker
+from worker.offsets import OffsetTracker
 
 
 def test_commit_position_waits_for_the_lowest_unfinished_record() -> None:

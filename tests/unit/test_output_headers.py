@@ -11,10 +11,10 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.stream import messages as m
-from worker.stream.headers import continue_trace, parse_traceparent, rfc3339_ms
-from worker.stream.sinks.kafka_sink import KafkaSink
-from worker.stream.sinks.outputs import OutputBatch
+from ganomaly.contracts import messages as m
+from ganomaly.contracts.headers import continue_trace, parse_traceparent, rfc3339_ms
+from worker.sinks.kafka_sink import KafkaSink
+from worker.sinks.outputs import OutputBatch
 
 TP = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")

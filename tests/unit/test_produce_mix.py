@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from ganomaly.data.idx import load_split
 from producers.sources import labelled_mix
 from tests.conftest import FMNIST
 from tests.integration.helpers import ROOT
-from worker.data.idx import load_split
 
 
 def test_one_class_mix_has_the_share_asked_for_interleaved_and_reproducible() -> None:
@@ -42,6 +42,6 @@ def test_more_normals_than_the_split_has_is_refused() -> None:
     ["--anomaly-share", "0.04", "--protocol", "one-class", "--class", "7", "--count", "5000"],  # too many sneakers
 ])
 def test_produce_mix_errors_are_one_line(args: list[str]) -> None:
-    cli = subprocess.run([sys.executable, "-m", "worker", "produce", "--from", "fashion-mnist", "--bootstrap-servers", "127.0.0.1:1", *args],
+    cli = subprocess.run([sys.executable, "-m", "ganomaly", "produce", "--from", "fashion-mnist", "--bootstrap-servers", "127.0.0.1:1", *args],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 2 and cli.stderr.startswith("error: ") and len(cli.stderr.strip().splitlines()) == 1, cli.stderr

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from worker.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
+from ganomaly.training.pseudo_anomalies import TRANSFORMS, make_pseudo_anomalies
 
 LOW, HIGH = -0.4242, 2.8215
 

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from worker.evaluation import plots
-from worker.replay.report import agreement, model_summary
-from worker.replay.rescore import Row
+from ganomaly.evaluation import plots
+from replay.report import agreement, model_summary
+from replay.rescore import Row
 
 
 def _drawn(monkeypatch: pytest.MonkeyPatch, *args: Any) -> tuple[list[str], list[float]]:

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from worker.artifact import load_artifact, save_artifact
-from worker.data.images import MNIST_STD_RANGE, TANH_RANGE, DecodeLimits, InputSpec, decode_image
-from worker.model import GanomalyConfig, Generator, calibrate
-from worker.replay.rescore import rescore
+from ganomaly.artifact import load_artifact, save_artifact
+from ganomaly.data.images import MNIST_STD_RANGE, TANH_RANGE, DecodeLimits, InputSpec, decode_image
+from ganomaly.model import GanomalyConfig, Generator, calibrate
+from replay.rescore import rescore
 
 
 def _png(seed: int) -> bytes:

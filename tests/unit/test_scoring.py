@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker.model import GanomalyConfig, Generator, Scorer, latent_score
+from ganomaly.model import GanomalyConfig, Generator, Scorer, latent_score
 
 
 def test_latent_score_formula() -> None:
@@ -57,7 +57,7 @@ def test_bad_amp_refused() -> None:
 
 
 def test_score_kinds_combine_latent_and_reconstruction() -> None:
-    from worker.model import ScoreSpec
+    from ganomaly.model import ScoreSpec
 
     torch.manual_seed(3)
     g = Generator(GanomalyConfig(nz=16, ngf=8))

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ganomaly.cli.main import main
+from ganomaly.data.idx import load_split
 from producers import encode_png
 from tests.conftest import FMNIST
-from worker.cli import main
-from worker.data.idx import load_split
 
 
 def test_train_creates_the_parents_of_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
-from worker.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
-from worker.training.fit import TrainConfig, fit, train_step
+from ganomaly.model import Discriminator, DiscriminatorLoss, GanomalyConfig, Generator, GeneratorLoss
+from ganomaly.training.fit import TrainConfig, fit, train_step
 
 
 def test_one_training_step_lowers_contextual_loss_on_a_fixed_batch() -> None:
@@ -103,7 +103,7 @@ def test_swa_ships_the_mean_of_epoch_end_weights_with_recomputed_batchnorm(tmp_p
 
 
 def test_ema_is_bias_corrected_and_ships_recomputed_batchnorm() -> None:
-    from worker.training.fit import ema_decay_at, update_ema
+    from ganomaly.training.fit import ema_decay_at, update_ema
 
     # bias-corrected: the first update takes the weights as they are, later ones weigh step s by decay**(t-s)
     lin, target = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
@@ -126,7 +126,7 @@ def test_ema_is_bias_corrected_and_ships_recomputed_batchnorm() -> None:
 
 
 def test_an_interrupted_ema_run_resumes_to_the_same_average(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.training.fit as fit_module
+    import ganomaly.training.fit as fit_module
 
     x = torch.rand(64, 1, 16, 16) * 2 - 1
     mcfg, dev = GanomalyConfig(isize=16, nz=8, ngf=8), torch.device("cpu")

@@ -1,0 +1,276 @@
+"""``ganomaly bench stream``: end-to-end worker throughput and latency against a real broker and Redis.
+
+For each (max_batch_size, max_wait_ms) pair: (1) pre-fill a fresh topic with N PNGs
+and time a worker draining it (images/s acknowledged, i.e. results in Kafka and
+Redis), next to the raw batched model throughput of the same process on the same
+images (decode excluded) and decode+score without Kafka; (2) publish a live stream
+at half the measured rate and report p50/p99 latency from record timestamp to
+outputs acknowledged. Starts its own Tansu broker unless --bootstrap-servers is given.
+
+With --frames camera the images are 640x480 colour JPEG camera frames (quality 85) into a
+letterbox model of --shape (e.g. 128x3), and each pair runs twice: with the JPEG decoder's
+draft (DCT-scaled) decoding and with full decoding, so the rows show what draft saves end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ganomaly.cli.commands.bench import check_shape
+from ganomaly.cli.commands.common import DEFAULT_DATA_DIR, Amp
+from ganomaly.settings import LogLevel
+
+if TYPE_CHECKING:
+    import torch
+
+
+class BenchStreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_BENCH_", frozen=True)
+
+    images: int = Field(4000, ge=100, description="images pre-filled per pair")
+    shape: str = Field("32x1", description="SIZExCHANNELS of the model and images")
+    pairs: str = Field("64:5,128:10,256:20", pattern=r"^\d+:\d+(\.\d+)?(,\d+:\d+(\.\d+)?)*$",
+                       description="comma-separated max_batch_size:max_wait_ms")
+    live_seconds: float = Field(5.0, ge=0, description="latency phase length (0 skips)")
+    model: Path | None = Field(None, description="artifact to use (default: an untrained one of --shape; speed does not depend on weights)")
+    width: int = Field(64, ge=1, description="base width (ngf) of the untrained default model: 64 is GANomaly's; a small one (4) "
+                                             "costs almost nothing, so the run measures the pipeline's own ceiling, what a worker "
+                                             "whose accelerator scores for free would reach")
+    bootstrap_servers: str | None = Field(None, description="use this broker instead of starting Tansu")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    partitions: int = Field(4, ge=1)
+    decode_threads: int = Field(2, ge=1)
+    decode_processes: int = Field(0, ge=0, description="the worker's --decode-processes (0: decode in threads)")
+    torch_threads: int | None = Field(None, ge=1, description="the worker's CPU scoring threads")
+    device: str = "auto"
+    amp: Amp | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+    log_level: LogLevel = "warning"
+    frames: Literal["fashion-mnist", "camera"] = Field(
+        "fashion-mnist", description="fashion-mnist: PNGs of Fashion-MNIST resized to --shape; camera: synthetic 640x480 colour JPEG "
+                                     "camera frames into a letterbox model of --shape, each pair run with and without JPEG draft decoding "
+                                     "(mind the memory: --images 1000 of 128x3 hold 200 MB decoded)")
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_ok(cls, v: str) -> str:
+        return check_shape(v)
+
+
+def _images(n: int, size: int, ch: int, data_dir: Path) -> list[bytes]:
+    from PIL import Image
+
+    from ganomaly.data.idx import load_split
+    from producers import encode_png
+
+    base, _ = load_split(data_dir, "t10k")
+    out = []
+    for i in range(n):
+        a = base[i % len(base)]
+        if a.shape != (size, size):
+            a = np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR))
+        if ch == 3:
+            a = np.stack([a, np.roll(a, 1, 0), np.roll(a, 1, 1)], axis=-1)
+        out.append(encode_png(a))
+    return out
+
+
+def _camera_frames(n: int) -> list[bytes]:
+    from ganomaly.data.synthetic import camera_frame
+
+    distinct = [camera_frame(i) for i in range(min(n, 200))]  # enough to defeat caches; generating thousands is slow
+    return [distinct[i % len(distinct)] for i in range(n)]
+
+
+def _untrained_artifact(size: int, ch: int, root: Path, width: int = 64, *, camera: bool = False, jpeg_draft: bool = False) -> Path:
+    import torch
+
+    from ganomaly.artifact import save_artifact
+    from ganomaly.data.images import InputSpec
+    from ganomaly.model import GanomalyConfig, Generator, calibrate
+
+    torch.manual_seed(0)  # the same weights for the draft and the full-decode variant
+    g = Generator(GanomalyConfig(isize=size, nc=ch, ngf=width))
+    out = root / f"untrained-{size}x{ch}-w{width}{'-camera' if camera else ''}{'-draft' if jpeg_draft else ''}"
+    spec = InputSpec(isize=size, channels=ch, resize="letterbox", jpeg_draft=jpeg_draft) if camera else InputSpec(isize=size, channels=ch)
+    save_artifact(out, g, spec, calibrate(np.linspace(0, 1, 100)), training={"note": "untrained, for benchmarks"})
+    return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its live children (the worker's decode processes)."""
+    total = sum(os.times()[:2])
+    tick = os.sysconf("SC_CLK_TCK")
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()  # Linux-only, as is this bench
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    return round(float(np.percentile(xs, q)) * 1000, 1) if xs else None
+
+
+def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
+    import torch
+
+    from ganomaly.device import resolve_device
+    from ganomaly.devstack import start_broker, stop
+
+    size, ch = (int(v) for v in s.shape.lower().split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="ganomaly-bench-"))
+    proc = None
+    bootstrap = s.bootstrap_servers
+    if bootstrap is None:
+        proc, bootstrap = start_broker(log_path=tmp / "tansu.log")
+    device = resolve_device(s.device)
+    camera = s.frames == "camera"
+    if camera:
+        payloads = _camera_frames(s.images)
+        # the same weights twice, one decoding JPEGs in draft: the rows differ only in how frames decode
+        variants = [(_untrained_artifact(size, ch, tmp, s.width, camera=True, jpeg_draft=d), d) for d in (True, False)]
+        if s.model is not None:
+            variants = [(s.model, None)]
+    else:
+        payloads = _images(s.images, size, ch, s.data_dir)
+        variants = [(s.model or _untrained_artifact(size, ch, tmp, s.width), None)]
+    rows: list[dict[str, Any]] = []
+    default_threads = torch.get_num_threads()
+    try:
+        for pair in s.pairs.split(","):
+            mbs, wait = pair.split(":")
+            for model_path, draft in variants:
+                torch.set_num_threads(default_threads)
+                row = _measure(s, bootstrap, model_path, payloads, int(mbs), float(wait), device, size, ch)
+                if camera:
+                    row |= {"frames": "camera 640x480 JPEG q85", "resize": "letterbox", "jpeg_draft": draft}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        if proc is not None:
+            stop(proc)
+    return rows
+
+
+def _measure(s: BenchStreamSettings, bootstrap: str, model_path: Path, payloads: list[bytes], mbs_i: int, wait_f: float,
+             device: torch.device, size: int, ch: int) -> dict[str, Any]:
+    """One (model, max_batch_size, max_wait_ms) run: raw model, decode+score, a worker draining a topic, then live latency."""
+    import torch
+
+    from ganomaly.artifact import load_artifact
+    from ganomaly.connections.kafka import ensure_topics
+    from ganomaly.data.images import decode_image
+    from producers import ImagePublisher
+    from worker.app import Worker
+    from worker.settings import WorkerSettings
+
+    art = load_artifact(model_path, device)
+    scorer = art.scorer(device, s.amp)
+    t0 = time.perf_counter()
+    decoded = torch.from_numpy(np.stack([decode_image(p, art.input_spec) for p in payloads]))
+    decode_ms = 1000 * (time.perf_counter() - t0) / len(payloads)
+    # Raw batched model throughput on the same images, in this process, with all intra-op threads,
+    # after one batch: the first call of a shape pays one-off allocation and kernel selection.
+    scorer.score(decoded[:mbs_i])
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(decoded), mbs_i):
+        scorer.score(decoded[i : i + mbs_i].pin_memory() if device.type == "cuda" else decoded[i : i + mbs_i])
+    raw = len(decoded) / (time.perf_counter() - t0)
+    raw_cpu_ms = 1000 * (time.process_time() - c0) / len(decoded)
+    t0 = time.perf_counter()
+    for i in range(0, len(payloads), mbs_i):
+        x = torch.from_numpy(np.stack([decode_image(p, art.input_spec) for p in payloads[i : i + mbs_i]]))
+        scorer.score(x)
+    decode_score = len(payloads) / (time.perf_counter() - t0)
+
+    tag = uuid.uuid4().hex[:8]
+    topics = {k: f"bench-{k}-{tag}" for k in ("in", "res", "alr", "dlq")}
+    ensure_topics({"bootstrap_servers": [bootstrap]}, topics.values(), s.partitions)
+    with ImagePublisher(bootstrap, topics["in"]) as pub:
+        for i, p in enumerate(payloads):
+            pub.publish(p, key=f"img-{i}", source=f"cam-{i % 4}")
+    ws = WorkerSettings(
+        bootstrap_servers=bootstrap, input_topic=topics["in"], results_topic=topics["res"], alerts_topic=topics["alr"],
+        dlq_topic=topics["dlq"], group_id=f"bench-{tag}", model=model_path, device=s.device, amp=s.amp, max_batch_size=mbs_i,
+        max_wait_ms=wait_f, redis_url=s.redis_url, redis_prefix=f"bench-{tag}", metrics_port=0, session_timeout_ms=3000,
+        heartbeat_interval_ms=500, decode_threads=s.decode_threads, decode_processes=s.decode_processes, torch_threads=s.torch_threads, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
+        result_ttl_s=600,
+    )
+    w = Worker(ws)
+    lat: list[float] = []
+    first: list[float] = []
+
+    def on_acked(xs: list[float], lat: list[float] = lat, first: list[float] = first) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        lat.extend(xs)
+
+    w.on_acked = on_acked
+    th = threading.Thread(target=w.run, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 600
+    while not first and time.monotonic() < deadline:
+        time.sleep(0.001)
+    t_start = time.perf_counter()  # first batch acknowledged: group joined, steady state begins
+    cpu_start = _cpu_seconds()
+    n0 = len(lat)
+    while len(lat) < s.images and time.monotonic() < deadline:
+        time.sleep(0.002)
+    e2e = (len(lat) - n0) / (time.perf_counter() - t_start)
+    # CPU seconds of this process (all its threads) per image drained: steadier than images/s
+    # on a machine shared with others, and the cost a deployment pays per image.
+    cpu_ms = 1000 * (_cpu_seconds() - cpu_start) / max(1, len(lat) - n0)
+    live: list[float] = []
+    if s.live_seconds > 0:
+        rate = max(10.0, 0.5 * e2e)
+        n_live = int(rate * s.live_seconds)
+        lat.clear()
+        if ch == 1 and s.frames == "fashion-mnist":
+            # A separate process, as a camera would be: publishing from this process would steal
+            # the worker's GIL and CPU and inflate the latency being measured.
+            subprocess.run([sys.executable, "-m", "ganomaly", "produce", "--bootstrap-servers", bootstrap, "--topic", topics["in"],
+                            "--from", "idx", "--data-dir", str(s.data_dir), "--count", str(n_live), "--rate", f"{rate:.1f}",
+                            "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+        else:
+            with ImagePublisher(bootstrap, topics["in"], linger_ms=0) as pub:
+                t_live = time.perf_counter()
+                for i in range(n_live):
+                    target = t_live + i / rate
+                    while time.perf_counter() < target:
+                        time.sleep(0.0005)
+                    pub.publish(payloads[i % len(payloads)], key=f"live-{i}", source="live")
+                    if i % 32 == 0:
+                        pub.producer.flush()
+        deadline = time.monotonic() + 60
+        while len(lat) < n_live and time.monotonic() < deadline:
+            time.sleep(0.01)
+        live = list(lat)
+    w.request_stop()
+    th.join(timeout=60)
+    row = {
+        "bench": "stream", "shape": f"{size}x{size}x{ch}", "max_batch_size": mbs_i, "max_wait_ms": wait_f, "images": s.images,
+        "device": str(device), "raw_model_images_per_s": round(raw, 1), "decode_plus_score_images_per_s": round(decode_score, 1),
+        "end_to_end_images_per_s": round(e2e, 1), "ratio_to_raw": round(e2e / raw, 3),
+        "end_to_end_cpu_ms_per_image": round(cpu_ms, 3), "raw_model_cpu_ms_per_image": round(raw_cpu_ms, 3), "model_width": s.width, "decode_processes": s.decode_processes,
+        "live_rate_images_per_s": round(0.5 * e2e, 1) if live else None,
+        "latency_p50_ms": _pct(live, 50), "latency_p99_ms": _pct(live, 99), "torch_threads": torch.get_num_threads(),
+        "decode_ms_per_image": round(decode_ms, 3),
+    }
+    return row

@@ -1,0 +1,43 @@
+"""The retraining job's settings (``ganomaly trainer``)."""
+
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ganomaly.settings import LogLevel
+
+
+class TrainerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANOMALY_TRAINER_", frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    feedback_topic: str = "image-feedback"
+    group_id: str = Field("ganomaly-trainer", description="consumer group on the feedback topic")
+    data_dir: Path = Field(Path("/var/lib/ganomaly/confirmed"), description="the durable confirmed-image set")
+    model_store: Path = Field(Path("/var/lib/ganomaly/models"), description="the model store (shared with the workers)")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "ganomaly"
+    bootstrap_model: Path | None = Field(None, description="artifact to register as current when Redis has none")
+    every: float | None = Field(None, gt=0, description="seconds between runs (default: run once, as a CronJob)")
+    min_new_normals: int = Field(100, ge=1, description="refit only with at least this many new confirmed normals")
+    warm_start: bool = Field(True, description="start from the champion's weights (else from scratch)")
+    include_original: bool = Field(True, description="add the champion's original training data when available")
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(2e-4, gt=0)
+    target_fpr: float = Field(0.01, gt=0, lt=1)
+    swa_start: int = Field(0, ge=0, description="as in train: ship the average of the challenger's epoch-end weights from this epoch (0: off)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="as in train: ship a moving average of the challenger's weights with this decay (0: off)")
+    seed: int = 0
+    fpr_tolerance: float = Field(0.01, ge=0)
+    auroc_tolerance: float = Field(0.01, ge=0)
+    min_anomalies: int = Field(5, ge=1)
+    idle_ms: int = Field(2000, ge=100)
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
+    lock_timeout_s: float = Field(600.0, ge=0, description="wait this long for a concurrent run to finish")
+    device: str = "auto"
+    log_level: LogLevel = "info"
