@@ -258,20 +258,12 @@ def _write_csv(path: Path, rows: list[Any], versions: list[str]) -> None:
 
 def _write_eval(s: ReplaySettings, rows: list[Any], models: list[Any]) -> None:
     from ganomaly.connections.kafka import make_producer
-    from ganomaly.contracts.messages import InputRef, Result
+    from replay.rescore import eval_result
 
     art, _, thr = models[0]
-    cal = art.calibration
     prod = make_producer({"bootstrap_servers": s.bootstrap_servers.split(",")})
     now = int(time.time() * 1000)
     for r in rows:
-        topic, part, off = r.id.rsplit(":", 2)
-        ref = InputRef(topic=topic, partition=int(part), offset=int(off), key=r.key)
-        sc = r.scores[art.version]
-        res = Result(id=r.id, input=ref, image_id=r.key, source=r.source, score=sc, score_normalised=float(cal.normalise(sc, thr)), threshold=thr,
-                     is_anomaly=sc > thr, model_version=art.version, record_timestamp_ms=r.timestamp_ms, scored_at_ms=now,
-                     latency_ms=float(now - r.timestamp_ms), worker="replay",
-                     label=None if r.label is None else ("anomaly" if r.label else "normal"))
-        prod.send(s.eval_topic, key=(r.key or r.id).encode(), value=res.to_json())
+        prod.send(s.eval_topic, key=(r.key or r.id).encode(), value=eval_result(r, art, thr, now).to_json())
     prod.flush()
     prod.close()

@@ -14,6 +14,7 @@ import torch
 from ganomaly.artifact import Artifact
 from ganomaly.connections.kafka import headers_dict
 from ganomaly.contracts import messages as m
+from ganomaly.contracts.results import build_result
 from ganomaly.data.images import BadImage, DecodeLimits, decode_image
 from ganomaly.model import Scorer
 
@@ -42,6 +43,15 @@ def _row(rec: Any) -> Row:
     h = headers_dict(rec.headers)
     return Row(id=f"{rec.topic}:{rec.partition}:{rec.offset}", partition=rec.partition, offset=rec.offset, timestamp_ms=rec.timestamp,
                key=rec.key.decode("utf-8", "replace") if rec.key else None, source=h.get(m.H_SOURCE), label=label_of(h))
+
+
+def eval_result(row: Row, art: Artifact, threshold: float, scored_at_ms: int) -> m.Result:
+    """The result record of ``art``'s score of ``row``, as replay writes it to an evaluation topic."""
+    topic, part, off = row.id.rsplit(":", 2)
+    ref = m.InputRef(topic=topic, partition=int(part), offset=int(off), key=row.key)
+    return build_result(ref, score=row.scores[art.version], threshold=threshold, calibration=art.calibration, model_version=art.version,
+                        record_timestamp_ms=row.timestamp_ms, scored_at_ms=scored_at_ms, worker="replay", source=row.source,
+                        label=None if row.label is None else ("anomaly" if row.label else "normal"))
 
 
 def rescore(records: Iterable[Any], models: list[tuple[Artifact, Scorer, float]], *, batch_size: int, limits: DecodeLimits

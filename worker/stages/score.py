@@ -1,0 +1,156 @@
+"""The score stage: micro-batches from the ready queue -> results (and the shadow model's) on the out queue.
+
+The model is read once per batch, so a hot swap never splits a batch. An image the model cannot
+score costs only itself (worker/isolation.py): it becomes a dead letter and the rest of its batch
+is scored. A shadow model scores the same batch for its own topic; its failures only skip its outputs.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+
+import numpy as np
+import structlog
+import torch
+
+from ganomaly.connections.kafka import headers_dict
+from ganomaly.contracts import messages as m
+from ganomaly.contracts.headers import continue_trace
+from ganomaly.contracts.results import build_result
+from worker.batcher import next_batch
+from worker.isolation import score_isolating_failures
+from worker.metrics import Health, WorkerMetrics
+from worker.model_holder import ModelHolder, ServingModel
+from worker.sinks.outputs import DeadLetter, OutputBatch
+from worker.sinks.redis_sink import now_ms
+from worker.stages.decode import Decoder
+from worker.stages.flow import Decoded, Lifecycle, dead_letter, put_until_aborted
+
+log = structlog.get_logger("worker")
+
+
+def _score_fn(model: ServingModel) -> Callable[[torch.Tensor], np.ndarray]:
+    return lambda x: model.scorer.score(x).score.numpy()
+
+
+class ScoreStage:
+    def __init__(self, ready_q: queue.Queue[Decoded], out_q: queue.Queue[OutputBatch | DeadLetter], *, models: ModelHolder,
+                 shadow: ServingModel | None, decoder: Decoder, device: torch.device, max_batch_size: int, max_wait_s: float,
+                 worker_id: str, metrics: WorkerMetrics, health: Health, life: Lifecycle) -> None:
+        self.ready_q, self.out_q = ready_q, out_q
+        self.models = models
+        self.shadow = shadow
+        self.decoder = decoder
+        self.device = device
+        self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_s
+        self.worker_id = worker_id
+        self.metrics = metrics
+        self.health = health
+        self.life = life
+        self._staging: torch.Tensor | None = None  # reusable pinned host buffer (CUDA): no per-batch pinning
+
+    def run(self) -> None:
+        while True:
+            items = next_batch(self.ready_q, self.max_batch_size, self.max_wait_s)
+            self.health.beat("score")
+            if not items:
+                if self.life.finished():
+                    return
+                continue
+            self.score_batch(items)
+
+    def _put_out(self, item: OutputBatch | DeadLetter) -> None:
+        put_until_aborted(self.out_q, item, self.life.abort, lambda: self.health.beat("score"))
+
+    def score_batch(self, items: list[Decoded]) -> None:
+        """Score one batch with the model in service and hand its outputs to the sink."""
+        model = self.models.current()  # once per batch: a swap never splits a batch
+        items = self.fit_to(model, items)
+        if not items:
+            return
+        t0 = time.monotonic()
+        x = self._to_device_ready(torch.from_numpy(np.stack([d.x for d in items])))
+        scores, failures = score_isolating_failures(_score_fn(model), x)
+        compute_s = time.monotonic() - t0
+        dead = []
+        for i, f in sorted(failures.items()):
+            rec = items[i].rec
+            log.error("scoring_failed", topic=rec.topic, partition=rec.partition, offset=rec.offset, reason=f.reason, error=f.message[:200])
+            dead.append(dead_letter(rec, f, model.version))
+        if failures:  # the usual batch has none: no copy of the batch on the hot path
+            keep = [i for i in range(len(items)) if i not in failures]
+            x, items, scores = x[keep], [items[i] for i in keep], scores[keep]
+        out = self.results(items, scores, model)
+        out.dead = dead
+        if self.shadow is not None and items:
+            out.shadow = self._shadow_results(items, x)
+        if not items:
+            self._put_out(out)
+            return
+        self.metrics.batch_size.observe(len(items))
+        self.metrics.compute.observe(compute_s)
+        for d in items:
+            self.metrics.queue_wait.observe(t0 - d.polled_at)
+        offsets = sorted((d.rec.partition, d.rec.offset) for d in items)
+        log.info("batch", size=len(items), compute_ms=round(compute_s * 1000, 2),
+                 queue_wait_ms=round((t0 - min(d.polled_at for d in items)) * 1000, 2),
+                 partitions=sorted({p for p, _ in offsets}), first=offsets[0], last=offsets[-1],
+                 anomalies=sum(r.is_anomaly for r in out.results), model_version=model.version)
+        self._put_out(out)
+
+    def _to_device_ready(self, x: torch.Tensor) -> torch.Tensor:
+        """On CUDA, the batch in a reused pinned buffer (safe to reuse next batch: score() returns only after the copy is consumed)."""
+        if self.device.type != "cuda":
+            return x
+        n = len(x)
+        if self._staging is None or self._staging.shape[1:] != x.shape[1:] or self._staging.shape[0] < n:
+            self._staging = torch.empty((max(self.max_batch_size, n), *x.shape[1:]), dtype=x.dtype).pin_memory()
+        self._staging[:n].copy_(x)
+        return self._staging[:n]
+
+    def _shadow_results(self, items: list[Decoded], x: torch.Tensor) -> list[m.Result]:
+        """The challenger must never cost production anything: its failures only skip its outputs."""
+        assert self.shadow is not None
+        shadow_scores, shadow_failures = score_isolating_failures(_score_fn(self.shadow), x)
+        if shadow_failures:
+            log.warning("shadow_scoring_failed", images=len(shadow_failures), model_version=self.shadow.version)
+            ok = [i for i in range(len(items)) if i not in shadow_failures]
+            items, shadow_scores = [items[i] for i in ok], shadow_scores[ok]
+        return self.results(items, shadow_scores, self.shadow).results
+
+    def fit_to(self, model: ServingModel, items: list[Decoded]) -> list[Decoded]:
+        """Re-decode items decoded just before a swap to a model with another input shape (rare);
+        those the new model's spec refuses go to the sink as dead letters naming that model."""
+        spec = model.artifact.input_spec
+        want = (spec.channels, spec.isize, spec.isize)
+        kept = []
+        for d in items:
+            if d.x.shape != want:
+                # the decode stage's own call, so any decoder error is this record's, as it is there
+                x = self.decoder.decode(d.rec, spec)
+                if not isinstance(x, np.ndarray):
+                    self._put_out(dead_letter(d.rec, x, model.version))
+                    continue
+                d = Decoded(d.rec, x, d.polled_at)
+            kept.append(d)
+        return kept
+
+    def results(self, items: list[Decoded], scores: np.ndarray, model: ServingModel) -> OutputBatch:
+        """The result records of a scored batch, with their keys for the results topic."""
+        out = OutputBatch()
+        cal = model.artifact.calibration
+        scored_at = now_ms()
+        for d, sc in zip(items, scores.tolist(), strict=True):
+            rec = d.rec
+            h = headers_dict(rec.headers)
+            key = rec.key.decode("utf-8", "replace") if rec.key else None
+            ref = m.InputRef(topic=rec.topic, partition=rec.partition, offset=rec.offset, key=key)
+            res = build_result(ref, score=sc, threshold=model.threshold, calibration=cal, model_version=model.version,
+                               record_timestamp_ms=rec.timestamp, scored_at_ms=scored_at, worker=self.worker_id,
+                               source=h.get(m.H_SOURCE), label=h.get(m.H_LABEL), trace_id=h.get(m.H_TRACE),
+                               traceparent=str(continue_trace(h.get(m.H_TRACEPARENT), h.get(m.H_TRACE))))
+            out.results.append(res)
+            out.keys.append((key or res.source or ref.id).encode())
+        return out
