@@ -18,6 +18,7 @@ from producers import encode_png
 from worker.model_holder import ServingModel, serving_model, warm_up
 
 CPU = torch.device("cpu")
+GREY = InputSpec()  # the default: 32x32, one channel
 
 
 def record(offset: int, value: bytes | None, *, topic: str = "in", partition: int = 0, key: bytes | None = None,
@@ -35,7 +36,7 @@ def colour_png(seed: int = 0, side: int = 28) -> bytes:
     return encode_png(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8))
 
 
-def artifact_dir(path: Path, spec: InputSpec = InputSpec(), seed: int = 0) -> Path:
+def artifact_dir(path: Path, spec: InputSpec = GREY, seed: int = 0) -> Path:
     """A small real (untrained) GANomaly artifact for ``spec``."""
     torch.manual_seed(seed)
     save_artifact(path, Generator(GanomalyConfig(isize=spec.isize, nc=spec.channels, nz=8, ngf=8)), spec,
@@ -43,7 +44,7 @@ def artifact_dir(path: Path, spec: InputSpec = InputSpec(), seed: int = 0) -> Pa
     return path
 
 
-def model(path: Path, spec: InputSpec = InputSpec(), seed: int = 0, threshold: float | None = None) -> ServingModel:
+def model(path: Path, spec: InputSpec = GREY, seed: int = 0, threshold: float | None = None) -> ServingModel:
     """A real serving model, warmed up, as the worker makes it."""
     m = serving_model(load_artifact(artifact_dir(path, spec, seed)), CPU, None, threshold)
     warm_up(m)

@@ -24,7 +24,7 @@ from worker.stages.flow import Decoded, Lifecycle
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, *, limits: DecodeLimits = DecodeLimits(), pool: DecodePool | None = None, out_size: int = 8) -> None:
+    def __init__(self, tmp_path: Path, *, limits: DecodeLimits | None = None, pool: DecodePool | None = None, out_size: int = 8) -> None:
         self.model = model(tmp_path / "m")
         self.raw_q: queue.Queue[Any] = queue.Queue()
         self.ready_q: queue.Queue[Decoded] = queue.Queue()
@@ -33,7 +33,7 @@ class Rig:
         self.metrics = WorkerMetrics()
         self.health = Health()
         self.life = Lifecycle(threading.Event(), self.tracker)
-        self.limits = limits
+        self.limits = limits = limits or DecodeLimits()
         self.stage = DecodeStage(self.raw_q, self.ready_q, self.out_q, models=ModelHolder(self.model),
                                  decoder=Decoder(limits, ChannelConversions(self.metrics.converted)), pool=pool, chunk=4, health=self.health,
                                  life=self.life)

@@ -14,7 +14,7 @@ import torch
 
 from ganomaly.contracts.headers import parse_traceparent
 from ganomaly.data.images import DecodeLimits, InputSpec, decode_image
-from tests.unit.stage_kit import CPU, grey_png, in_thread, model, record, wait_until
+from tests.unit.stage_kit import CPU, GREY, grey_png, in_thread, model, record, wait_until
 from worker.conversions import ChannelConversions
 from worker.metrics import Health, WorkerMetrics
 from worker.model_holder import ModelHolder, ServingModel
@@ -39,7 +39,7 @@ class Rig:
                                 max_wait_s=0.05, worker_id="w-7", metrics=self.metrics, health=self.health, life=self.life)
 
 
-def _items(n: int, spec: InputSpec = InputSpec(), first: int = 0) -> list[Decoded]:
+def _items(n: int, spec: InputSpec = GREY, first: int = 0) -> list[Decoded]:
     out = []
     for i in range(first, first + n):
         headers = [("source", f"cam-{i % 2}".encode()), ("label", b"normal"), ("trace-id", TRACE.encode())] if i % 3 else []
