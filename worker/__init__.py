@@ -1,12 +1,13 @@
 """The streaming worker: Kafka -> decode -> micro-batch -> GANomaly -> Kafka + Redis, at-least-once.
 
-Threads and queues (each arrow a queue; only the poll thread touches the consumer):
+Stages (worker/stages/, one class per thread) joined by queues (worker/pipeline.py); only the
+poll stage touches the consumer:
 
-    poll thread --raw--> decoders (N) --ready--> scorer --out--> sink thread
-         ^                    |                                   |
-         |                    +------ dead letters --------------->|
-         +--------------- OffsetTracker.done() <------------------+
+    poll --raw--> decode (N) --ready--> score --out--> sink
+      ^              |                                   |
+      |              +------ dead letters -------------->|
+      +------------- OffsetTracker.done() <--------------+
 
-The poll thread commits, per partition, only offsets below the lowest record whose
+The poll stage commits, per partition, only offsets below the lowest record whose
 outputs are not yet acknowledged, and pauses partitions when too much is in flight.
 """
