@@ -20,7 +20,7 @@ from ganomaly.connections.startup import ConnectError, StartupStopped, StartupWa
 from ganomaly.data.images import decode_many_noting_conversion
 from ganomaly.device import resolve_device
 from ganomaly.errors import UserError
-from ganomaly.registry import ModelStore
+from ganomaly.registry import ModelStore, RedisPointer
 from worker.clients import connect, registry_pointer, wait_redis
 from worker.decode_pool import DecodePool
 from worker.metrics import serve_http
@@ -60,7 +60,7 @@ class Worker:
         self._http: Any = None
         self.on_acked: Callable[[list[float]], None] | None = None  # optional: end-to-end seconds per output batch (benchmarks)
 
-    def _initial_model(self, pointer: Any) -> ServingModel:
+    def _initial_model(self, pointer: RedisPointer | None) -> ServingModel:
         """The registry's current version when there is one, else ``--model``."""
         s = self.s
         path = s.model
