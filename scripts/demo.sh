@@ -33,9 +33,8 @@ if [ ! -f "$RUN/model/manifest.json" ]; then
     --max-val-images 600 --no-evaluate-test --seed 0 --out "$RUN/model" --log-level warning
 fi
 ganomaly evaluate --model "$RUN/model" --protocol one-class --class "$CLASS" --report "$RUN/evaluate.json" --scores "$RUN/scores.csv" >/dev/null
-ganomaly models add --artifact "$RUN/model" --model-store "$RUN/store" --redis-url "$GANOMALY_REDIS_URL" --redis-prefix demo >/dev/null
-VERSION=$(python -c "import json;print(json.load(open('$RUN/model/manifest.json'))['version'])")
-ganomaly models promote "$VERSION" --model-store "$RUN/store" --redis-url "$GANOMALY_REDIS_URL" --redis-prefix demo
+# into the store and current in one step, through the registry as every promotion goes (the version must load)
+ganomaly models add --promote-now --artifact "$RUN/model" --model-store "$RUN/store" --redis-url "$GANOMALY_REDIS_URL" --redis-prefix demo
 
 echo "== 3. worker (logs: $RUN/worker.log, metrics: http://127.0.0.1:$METRICS_PORT/metrics)"
 GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo GANOMALY_GROUP_ID=demo-workers GANOMALY_METRICS_PORT="$METRICS_PORT" \

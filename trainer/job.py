@@ -16,7 +16,7 @@ from ganomaly.connections.startup import StartupWait, wait_for_redis
 from ganomaly.data.datasets import idx_splits
 from ganomaly.data.images import BadImage, DecodeLimits, InputSpec, decode_image
 from ganomaly.model import Generator
-from ganomaly.registry import ModelStore, Pointer, RedisPointer
+from ganomaly.registry import ModelStore, RedisPointer, Registry
 from ganomaly.training.fit import TrainConfig, fit, score_tensor
 from trainer.gate import GateRule, decide, side_metrics
 from trainer.ingest import ingest_feedback
@@ -58,20 +58,19 @@ def run_once(s: Any, wait: StartupWait | None = None) -> dict[str, Any]:
     wait_for_redis(wait, s.redis_url)
     store = ModelStore(s.model_store)
     rclient = redis.Redis.from_url(s.redis_url, socket_timeout=10)
-    pointer = RedisPointer(rclient, s.redis_prefix)
+    registry = Registry(store, RedisPointer(rclient, s.redis_prefix))
     device = resolve_device(s.device)
     t0 = time.monotonic()
-    with store.lock(s.lock_timeout_s):
+    with registry.lock(s.lock_timeout_s):
         ns = NormalSet(s.data_dir)
         ingested = ingest_feedback(common, s.feedback_topic, s.group_id, ns, idle_ms=s.idle_ms, wait=wait)
         log.info("feedback_ingested", **ingested, normals=len(ns.with_verdict("normal")), anomalies=len(ns.with_verdict("anomaly")))
-        ptr = pointer.get()
+        ptr = registry.current()
         if ptr is None:
             if s.bootstrap_model is None:
                 return {"action": "none", "reason": "no current model in Redis and no --bootstrap-model", "ingested": ingested}
-            version = store.add(s.bootstrap_model)
-            pointer.set(Pointer(version, str(store.path_of(version)), "trainer-bootstrap", int(time.time() * 1000)), expect=None)
-            ptr = pointer.get()
+            registry.promote(registry.add(s.bootstrap_model), "trainer-bootstrap", expect=None)
+            ptr = registry.current()
             assert ptr is not None
         new = ns.new_normals()
         record: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "champion": ptr.version, "ingested": ingested,
@@ -114,8 +113,7 @@ def run_once(s: Any, wait: StartupWait | None = None) -> dict[str, Any]:
         record |= {"challenger": challenger_version, "decision": decision.to_dict(), "seconds": round(time.monotonic() - t0, 1),
                    "sizes": {"train": len(train_x), "calib": len(calib_x), "gate_normal": len(gate_n), "gate_anomaly": len(gate_a)}}
         if decision.promote:
-            ok = pointer.set(Pointer(challenger_version, str(store.path_of(challenger_version)), "trainer", int(time.time() * 1000)),
-                             expect=champion.version)
+            ok = registry.promote(challenger_version, "trainer", expect=champion.version)
             record["action"] = "promoted" if ok else "superseded"
             if not ok:
                 record["reason"] = "the current model changed during this run; not overwriting it"

@@ -37,7 +37,7 @@ class EvaluateSettings(BaseSettings):
     klass: int = KLASS
     report: Path | None = Field(None, description="JSON report path")
     scores: Path | None = Field(None, description="per-image CSV path (index,label,score)")
-    plots: Path | None = Field(None, description="directory for roc.png, pr.png, hist.png (default: next to --report)")
+    plots: Path | None = Field(None, description="directory for roc.png, pr.png, hist.png and examples.png (the worst-scored test images and their reconstructions; default: next to --report)")
     max_images: int | None = Field(None, ge=1, description="only the first N test images (e.g. to match a replayed stream)")
     batch_size: int = Field(256, ge=1)
     device: str = DEVICE
@@ -69,6 +69,7 @@ def per_defect_metrics(test: LabelledImages, scores: np.ndarray, threshold: floa
 def run(s: EvaluateSettings) -> dict[str, Any]:
     from ganomaly.artifact import load_artifact
     from ganomaly.data.datasets import LabelledImages
+    from ganomaly.evaluation.examples import write_examples
     from ganomaly.evaluation.metrics import detection_metrics
     from ganomaly.evaluation.plots import plot_histogram, plot_pr, plot_roc
     from ganomaly.training.fit import score_tensor
@@ -105,7 +106,8 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
         plot_roc(test.y, {f"AUROC {report['metrics']['auroc']:.3f}": scores}, plots_dir / f"{stem}roc.png", title)
         plot_pr(test.y, {f"AUPRC {report['metrics']['auprc']:.3f}": scores}, plots_dir / f"{stem}pr.png", title)
         plot_histogram(test.y, scores, art.threshold, plots_dir / f"{stem}hist.png", title)
-        report["plots"] = [str(plots_dir / f"{stem}{n}.png") for n in ("roc", "pr", "hist")]
+        write_examples(test.x, test.y, scores, art.generator, art.input_spec.value_range, plots_dir / f"{stem}examples.png", device=device)
+        report["plots"] = [str(plots_dir / f"{stem}{n}.png") for n in ("roc", "pr", "hist", "examples")]
     if s.report:
         s.report.parent.mkdir(parents=True, exist_ok=True)
         s.report.write_text(json.dumps(report, indent=2))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -34,7 +33,7 @@ def run_models(s: ModelsSettings) -> int:
 
     from ganomaly.connections.startup import StartupWait, wait_for_redis
     from ganomaly.errors import UserError
-    from ganomaly.registry import ModelStore, Pointer, RedisPointer
+    from ganomaly.registry import ModelStore, RedisPointer, Registry
 
     if s.action != "add" and not s.model_store.is_dir():
         # ModelStore() would create it: a mistyped path would list nothing and look like an empty registry
@@ -43,42 +42,36 @@ def run_models(s: ModelsSettings) -> int:
     if s.promote_now and s.action != "add":
         msg = "--promote-now goes with add; use promote VERSION to point at a version already in the store"
         raise UserError(msg)
+    if s.action == "add" and s.artifact is None:
+        msg = "--artifact is required with add"
+        raise UserError(msg)
+    if s.action == "promote" and not s.version:
+        msg = "promote needs a version: ganomaly models promote VERSION (ganomaly models list shows them)"
+        raise UserError(msg)
     if s.action == "add" and s.artifact is not None:
         from ganomaly.artifact import load_artifact
 
         load_artifact(s.artifact)  # refuse a broken artifact before ModelStore() creates a store for it
     store = ModelStore(s.model_store)
-    if s.action != "add":  # the only action that leaves the pointer alone
+    if s.action != "add" or s.promote_now:  # add alone leaves the pointer alone
         wait_for_redis(StartupWait(s.connect_timeout_s), s.redis_url)
     ptr = RedisPointer(redis.Redis.from_url(s.redis_url), s.redis_prefix)
+    registry = Registry(store, ptr)
     if s.action == "list":
-        cur = ptr.get()
-        rows = [{**r, "current": bool(cur and cur.version == r["version"])} for r in store.list()]
-        print(json.dumps({"current": cur.version if cur else None, "versions": rows}, indent=2, default=str))
+        print(json.dumps(registry.list(), indent=2, default=str))
         return 0
     if s.action == "rollback":
-        with store.lock():
-            p = ptr.rollback(s.by)
-        print(json.dumps({"current": p.version}))
+        print(json.dumps({"current": registry.rollback(s.by).version}))
         return 0
-    with store.lock():
-        if s.action == "add":
-            if s.artifact is None:
-                msg = "--artifact is required with add"
-                raise UserError(msg)
-            version = store.add(s.artifact)
-            if not s.promote_now:
-                print(json.dumps({"added": version}))
-                return 0
-            s = s.model_copy(update={"version": version})
-        if not s.version:
-            msg = "promote needs a version: ganomaly models promote VERSION (ganomaly models list shows them)"
-            raise UserError(msg)
-        if not store.path_of(s.version).is_dir():
-            msg = f"version {s.version} is not in the model store {s.model_store} (ganomaly models list shows what is)"
-            raise UserError(msg)
-        store.load(s.version)  # refuse to point workers at a broken artifact
-        ptr.set(Pointer(s.version, str(store.path_of(s.version)), s.by, int(time.time() * 1000)))
-    print(json.dumps({"current": s.version, **({"added": s.version} if s.promote_now else {})}))
+    if s.action == "add":
+        assert s.artifact is not None  # checked above
+        with registry.lock():  # added and promoted under one lock: no other writer in between
+            version = registry.add(s.artifact)
+            if s.promote_now:
+                registry.promote(version, s.by)
+        print(json.dumps({"current": version, "added": version} if s.promote_now else {"added": version}))
+        return 0
+    assert s.version is not None  # checked above
+    registry.promote(s.version, s.by)
+    print(json.dumps({"current": s.version}))
     return 0
-
