@@ -93,13 +93,21 @@ class SheetItem:
     frame: Image.Image  # the original image as decoded
     map: np.ndarray  # isize x isize
     caption: str  # e.g. "score 0.412 (thr 0.233) label 1"
+    spec: InputSpec | None = None  # the geometry from frame to map, when not the sheet's (a frame that is already the model's input)
 
 
 def contact_sheet(items: Sequence[SheetItem], spec: InputSpec, *, cell: int = 160, cols: int = 6, vmax: float | None = None) -> Image.Image:
-    """Each item as a pair of tiles (frame, frame + map) with its caption: what the model found anomalous, at a glance."""
+    """Each item as a pair of tiles (frame, frame + map) with its caption: what the model found anomalous, at a glance.
+
+    ``vmax`` (full colour) defaults to the 99th percentile of all the sheet's maps.
+    """
     if not items:
         msg = "a contact sheet needs at least one image"
         raise ValueError(msg)
+    if vmax is None:
+        # one scale for the whole sheet (its hottest 1 %): the pictures compare with each other, and a
+        # weak model whose every pixel errs does not paint every tile in full colour
+        vmax = float(np.percentile(np.stack([it.map for it in items]), 99)) or None
     cols = max(1, min(cols, len(items)))
     rows = -(-len(items) // cols)
     cap_h = 16
@@ -112,7 +120,7 @@ def contact_sheet(items: Sequence[SheetItem], spec: InputSpec, *, cell: int = 16
         s = cell / max(frame.size)
         size = (max(1, round(frame.width * s)), max(1, round(frame.height * s)))
         sheet.paste(frame.resize(size, Image.Resampling.NEAREST if s >= 2 else Image.Resampling.BILINEAR), (x0, y0))
-        sheet.paste(overlay(frame, it.map, spec, vmax=vmax).resize(size, Image.Resampling.NEAREST if s >= 2 else Image.Resampling.BILINEAR),
+        sheet.paste(overlay(frame, it.map, it.spec or spec, vmax=vmax).resize(size, Image.Resampling.NEAREST if s >= 2 else Image.Resampling.BILINEAR),
                     (x0 + cell, y0))
         draw.text((x0 + 2, y0 + cell + 2), it.caption[:48], fill=(0, 0, 0))
     return sheet
