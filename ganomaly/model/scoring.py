@@ -8,6 +8,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
+from ganomaly.model.anomaly_map import pixel_error_maps
 from ganomaly.model.networks import Generator
 
 ScoreKind = Literal["latent", "recon", "hybrid"]
@@ -20,6 +21,7 @@ class ScoreBatch(NamedTuple):
     score: torch.Tensor  # the anomaly score of the scorer's kind (the paper's latent score by default)
     recon_error: torch.Tensor | None = None  # mean |x - G(x)| per image, when asked for
     latent: torch.Tensor | None = None  # the paper's latent score, when the kind is not "latent"
+    maps: torch.Tensor | None = None  # B×H×W smoothed |x - G(x)| (ganomaly.model.anomaly_map), when asked for
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Scorer:
         dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def score(self, images: torch.Tensor, *, with_recon: bool = False) -> ScoreBatch:
+    def score(self, images: torch.Tensor, *, with_recon: bool = False, with_maps: bool = False) -> ScoreBatch:
         """Score ``B×C×H×W`` images in the model's input value range; moves them to the device (non-blocking from pinned memory)."""
         with torch.inference_mode():
             x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -99,4 +101,5 @@ class Scorer:
             need_recon = with_recon or self.spec.kind != "latent"
             recon = (x.float() - x_hat.float()).abs().flatten(1).mean(dim=1).cpu() if need_recon else None
             score = self.spec.combine(latent, recon)
-        return ScoreBatch(score=score, recon_error=recon, latent=latent if self.spec.kind != "latent" else None)
+            maps = pixel_error_maps(x, x_hat).cpu() if with_maps else None
+        return ScoreBatch(score=score, recon_error=recon, latent=latent if self.spec.kind != "latent" else None, maps=maps)

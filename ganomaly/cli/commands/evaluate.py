@@ -38,6 +38,8 @@ class EvaluateSettings(BaseSettings):
     report: Path | None = Field(None, description="JSON report path")
     scores: Path | None = Field(None, description="per-image CSV path (index,label,score)")
     plots: Path | None = Field(None, description="directory for roc.png, pr.png, hist.png and examples.png (the worst-scored test images and their reconstructions; default: next to --report)")
+    contact_sheet: Path | None = Field(None, description="PNG path: the --sheet-top highest-scored images beside their anomaly maps")
+    sheet_top: int = Field(24, ge=1, le=200, description="how many images the contact sheet shows")
     max_images: int | None = Field(None, ge=1, description="only the first N test images (e.g. to match a replayed stream)")
     batch_size: int = Field(256, ge=1)
     device: str = DEVICE
@@ -108,6 +110,13 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
         plot_histogram(test.y, scores, art.threshold, plots_dir / f"{stem}hist.png", title)
         write_examples(test.x, test.y, scores, art.generator, art.input_spec.value_range, plots_dir / f"{stem}examples.png", device=device)
         report["plots"] = [str(plots_dir / f"{stem}{n}.png") for n in ("roc", "pr", "hist", "examples")]
+    if s.contact_sheet is not None:
+        from ganomaly.evaluation.sheet import top_scored_sheet
+
+        s.contact_sheet.parent.mkdir(parents=True, exist_ok=True)
+        top_scored_sheet(art.scorer(device, s.amp), test.x, scores, art.input_spec, n=s.sheet_top, threshold=art.threshold, labels=test.y,
+                         ids=test.ids).save(s.contact_sheet)
+        report["contact_sheet"] = str(s.contact_sheet)
     if s.report:
         s.report.parent.mkdir(parents=True, exist_ok=True)
         s.report.write_text(json.dumps(report, indent=2))
