@@ -23,6 +23,7 @@ from structlog.contextvars import bound_contextvars
 
 from ganomaly.artifact import load_artifact
 from ganomaly.connections.kafka import ensure_topics, headers_dict, make_consumer, make_producer
+from ganomaly.connections.redis import make_redis
 from ganomaly.connections.startup import ConnectError, StartupStopped, StartupWait, connect_kafka, wait_for_redis
 from ganomaly.contracts import messages as m
 from ganomaly.contracts.headers import continue_trace
@@ -112,15 +113,15 @@ class Worker:
             return None
         from ganomaly.registry import RedisPointer
 
-        client = redis.Redis.from_url(self.s.redis_url.get_secret_value(), socket_timeout=3, socket_connect_timeout=3)
-        return RedisPointer(client, self.s.redis_prefix)
+        client = make_redis(self.s.redis, socket_timeout=3, socket_connect_timeout=3)
+        return RedisPointer(client, self.s.redis.redis_prefix)
 
     def _initial_model(self) -> ServingModel:
         s = self.s
         path = s.model
         pointer = self._registry_pointer()
         if pointer is not None:
-            wait_for_redis(self.startup, s.redis_url.get_secret_value())
+            wait_for_redis(self.startup, s.redis)
             try:
                 ptr = pointer.get()
             except redis.RedisError as e:
@@ -452,12 +453,12 @@ class Worker:
             delivery_timeout_ms=s.delivery_timeout_ms, request_timeout_ms=max(1000, s.delivery_timeout_ms // 2),
             max_request_size=s.producer_max_request_bytes))
         self._producer = producer
-        wait_for_redis(wait, s.redis_url.get_secret_value())
-        rclient = redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3, health_check_interval=10)
+        wait_for_redis(wait, s.redis)
+        rclient = make_redis(s.redis, health_check_interval=10)
         kafka_sink = KafkaSink(producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic, shadow_topic=s.shadow_topic,
                                worker_id=s.worker_id, abort=self.abort, backoff_max_s=s.retry_backoff_max_s, timeout_s=s.delivery_timeout_ms / 1000,
                                on_retry=lambda _e: self._sink_retrying("kafka"), on_value_omitted=self.metrics.values_omitted.inc)
-        redis_sink = RedisSink(rclient, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
+        redis_sink = RedisSink(rclient, prefix=s.redis.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
                                status_ttl_s=s.status_ttl_s, abort=self.abort, backoff_max_s=s.retry_backoff_max_s,
                                on_retry=lambda _e: self._sink_retrying("redis"))
         self.consumer = connect_kafka(wait, common, lambda cfg: make_consumer(
