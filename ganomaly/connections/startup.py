@@ -267,6 +267,16 @@ def redis_address(url: str) -> str:
         return "(unparsable URL)"
 
 
+def _cert_not_verified(e: BaseException) -> bool:
+    """redis-py wraps the handshake's SSLCertVerificationError in a ConnectionError (sometimes as text only)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(e)
+
+
 def wait_for_redis(wait: StartupWait, settings: RedisSettings) -> None:
     """Return once Redis answers a PING."""
     from ganomaly.connections.redis import make_redis
@@ -279,12 +289,18 @@ def wait_for_redis(wait: StartupWait, settings: RedisSettings) -> None:
         client = make_redis(settings, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
         try:
             client.ping()
+        except redis.ConnectionError as e:
+            if _cert_not_verified(e):
+                hint = "" if settings.redis_ca_file else "; give the CA that signed it with --redis-ca-file"
+                msg = f"TLS: Redis's certificate did not verify{hint}"
+                raise _TlsRefused(msg) from None
+            raise
         finally:
             client.close()
 
     try:
         _until_ready(wait, attempt, event="waiting_for_redis", name="Redis", where=where, fields={"redis": where},
-                     retry_on=(redis.ConnectionError, redis.TimeoutError, OSError), permanent=_REDIS_PERMANENT)
+                     retry_on=(redis.ConnectionError, redis.TimeoutError, OSError), permanent=(*_REDIS_PERMANENT, _TlsRefused))
     except ValueError as e:  # from_url: not a Redis URL
         msg = f"bad Redis URL ({e})"
         raise UserError(msg) from None
