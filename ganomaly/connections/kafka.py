@@ -108,6 +108,18 @@ class KafkaSettings(BaseSettings):
     def tls(self) -> bool:
         return self.security_protocol in ("SSL", "SASL_SSL")
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the env variables a child process reads them from (secrets stay off its command line)."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            out[f"GANOMALY_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
+
     def config(self) -> dict[str, Any]:
         """kafka-python's keyword arguments for these settings (what every client gets)."""
         cfg: dict[str, Any] = {"bootstrap_servers": self.servers(), "security_protocol": self.security_protocol}

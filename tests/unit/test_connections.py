@@ -154,3 +154,15 @@ def test_no_module_outside_ganomaly_connections_builds_a_kafka_or_redis_client()
                     if name in _CLIENTS:
                         found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert found == []
+
+
+def test_a_child_process_gets_the_same_settings_through_its_env(shared_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench stream's producer subprocess: flags given to the parent reach the child, secrets off its command line."""
+    given = KafkaSettings(bootstrap_servers="flag:1", sasl_username="other")
+    child_env = given.as_env()
+    for k in shared_env:
+        monkeypatch.delenv(k)
+    for k, v in child_env.items():
+        monkeypatch.setenv(k, v)
+    assert KafkaSettings().config() == given.config()
+    assert child_env["GANOMALY_SSL_CHECK_HOSTNAME"] == "false" and child_env["GANOMALY_SASL_PASSWORD"] == "pw"

@@ -215,7 +215,7 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
     ws = WorkerSettings(
         kafka=kafka, input_topic=topics["in"], results_topic=topics["res"], alerts_topic=topics["alr"],
         dlq_topic=topics["dlq"], group_id=f"bench-{tag}", model=model_path, device=s.device, amp=s.amp, max_batch_size=mbs_i,
-        max_wait_ms=wait_f, redis=s.redis, redis_prefix=f"bench-{tag}", metrics_port=0, session_timeout_ms=3000,
+        max_wait_ms=wait_f, redis=s.redis, redis_prefix=f"{s.redis.redis_prefix}-bench-{tag}", metrics_port=0, session_timeout_ms=3000,
         heartbeat_interval_ms=500, decode_threads=s.decode_threads, decode_processes=s.decode_processes, torch_threads=s.torch_threads, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
         result_ttl_s=600,
     )
@@ -251,9 +251,9 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
         if ch == 1 and s.frames == "fashion-mnist":
             # A separate process, as a camera would be: publishing from this process would steal
             # the worker's GIL and CPU and inflate the latency being measured.
-            subprocess.run([sys.executable, "-m", "ganomaly", "produce", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topics["in"],
+            subprocess.run([sys.executable, "-m", "ganomaly", "produce", "--topic", topics["in"],
                             "--from", "idx", "--data-dir", str(s.data_dir), "--count", str(n_live), "--rate", f"{rate:.1f}",
-                            "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+                            "--no-progress"], check=True, stdout=subprocess.DEVNULL, env={**os.environ, **kafka.as_env()})
         else:
             with ImagePublisher(kafka, topics["in"], linger_ms=0) as pub:
                 t_live = time.perf_counter()
