@@ -13,6 +13,7 @@ declared per process with ``shared_env("GANOMALY_X")``: read from that one name.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import model_validator
@@ -45,6 +46,15 @@ def env_name(cls: type[BaseSettings], name: str) -> str:
     return f"{cls.model_config.get('env_prefix', '')}{name.upper()}"
 
 
+def renamed(cls: type[BaseSettings]) -> dict[str, str]:
+    """Per-process env names of shared settings (``GANOMALY_TRAINER_BOOTSTRAP_SERVERS``) -> the shared name now read."""
+    prefix = cls.model_config.get("env_prefix", "")
+    composed = blocks(cls)
+    shared = {n: env_name(cls, n) for n in cls.model_fields if n not in composed and isinstance(cls.model_fields[n].validation_alias, str)}
+    shared |= {n: env_name(b, n) for b in composed.values() for n in b.model_fields}
+    return {f"{prefix}{n.upper()}": new for n, new in shared.items() if f"{prefix}{n.upper()}" != new}
+
+
 class ConnectedSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
 
@@ -53,6 +63,12 @@ class ConnectedSettings(BaseSettings):
     def _compose_blocks(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        # an old per-process name would otherwise be ignored without a word, and the default used instead
+        stale = {old: new for old, new in renamed(cls).items() if old in os.environ}
+        if stale:
+            said = ", ".join(f"{old} is now {new}" for old, new in sorted(stale.items()))
+            msg = f"renamed environment variables ({said}): one name for what every process shares"
+            raise ValueError(msg)
         data = dict(data)
         for name, block in blocks(cls).items():
             flat = {k: data.pop(k) for k in list(data) if k in block.model_fields}

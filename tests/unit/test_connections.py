@@ -166,3 +166,14 @@ def test_a_child_process_gets_the_same_settings_through_its_env(shared_env: dict
         monkeypatch.setenv(k, v)
     assert KafkaSettings().config() == given.config()
     assert child_env["GANOMALY_SSL_CHECK_HOSTNAME"] == "false" and child_env["GANOMALY_SASL_PASSWORD"] == "pw"
+
+
+def test_an_old_per_process_name_of_a_shared_setting_is_one_error_naming_the_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANOMALY_TRAINER_BOOTSTRAP_SERVERS", "k:9092")
+    with pytest.raises(UserError, match=r"^invalid settings: renamed environment variables \(GANOMALY_TRAINER_BOOTSTRAP_SERVERS is now "
+                                        r"GANOMALY_BOOTSTRAP_SERVERS\)"):
+        _settings("trainer")
+    _settings("worker")  # another process's old name is not this one's business
+    monkeypatch.setenv("GANOMALY_REPLAY_TOPIC", "images")
+    with pytest.raises(UserError, match="GANOMALY_REPLAY_TOPIC is now GANOMALY_INPUT_TOPIC"):
+        _settings("replay")
