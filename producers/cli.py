@@ -10,20 +10,24 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from tqdm import tqdm
 
+from ganomaly.connections.compose import ConnectedSettings, shared_env
+from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.data.layout import detect_layout
 from ganomaly.settings import LogLevel
 from producers.publisher import ImagePublisher
 from producers.sources import Item, folder_files, from_files, from_idx, labelled_mix
 
 
-class ProduceSettings(BaseSettings):
+class ProduceSettings(ConnectedSettings):
+    """Env prefix ``GANOMALY_PRODUCE_``; the broker and the input topic are read from the names every process shares."""
+
     model_config = SettingsConfigDict(env_prefix="GANOMALY_PRODUCE_", frozen=True)
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic: str = "images"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topic: str = Field("images", description="the input topic the workers read", **shared_env("GANOMALY_INPUT_TOPIC"))
     source_kind: Literal["folder", "files", "idx", "fashion-mnist"] = Field("fashion-mnist", description="where images come from",
                                                                              json_schema_extra={"cli": "--from"})
     path: Path | None = Field(None, description="the folder (--from folder) or a text file of paths, one a line (--from files)")
@@ -106,7 +110,7 @@ def run(s: ProduceSettings) -> int:
     total, items = _items(s, skipped)
     t0 = time.monotonic()
     bar = tqdm(total=total, unit="img", disable=not s.progress, dynamic_ncols=True)
-    with ImagePublisher(s.bootstrap_servers, s.topic, compression=s.compression, connect_timeout_s=s.connect_timeout_s) as pub:
+    with ImagePublisher(s.kafka, s.topic, compression=s.compression, connect_timeout_s=s.connect_timeout_s) as pub:
         for i, it in enumerate(items):
             if s.rate:
                 delay = t0 + i / s.rate - time.monotonic()

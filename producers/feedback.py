@@ -8,23 +8,24 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from ganomaly.connections.compose import ConnectedSettings, shared_env
+from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.settings import CommaList, LogLevel
 
 if TYPE_CHECKING:
     from ganomaly.contracts.messages import Feedback
 
 
-def post_verdicts(bootstrap_servers: str, topic: str, verdicts: list[Feedback], *, connect_timeout_s: float = 30.0) -> int:
-    """Send and wait for every acknowledgement; returns how many were sent. Waits up to
-    ``connect_timeout_s`` for the broker, then raises :class:`ganomaly.connections.startup.ConnectTimeout`."""
-    from kafka import KafkaProducer
-
+def post_verdicts(kafka: KafkaSettings | str, topic: str, verdicts: list[Feedback], *, connect_timeout_s: float = 30.0) -> int:
+    """Send and wait for every acknowledgement; returns how many were sent. ``kafka``: the broker settings, or a
+    bare ``host:port`` list for a PLAINTEXT broker. Waits up to ``connect_timeout_s`` for the broker, then raises
+    :class:`ganomaly.connections.startup.ConnectTimeout`."""
+    from ganomaly.connections.kafka import as_kafka, make_producer
     from ganomaly.connections.startup import StartupWait, connect_kafka
 
-    prod = connect_kafka(StartupWait(connect_timeout_s), {"bootstrap_servers": bootstrap_servers.split(",")},
-                         lambda cfg: KafkaProducer(**cfg, acks="all", enable_idempotence=True, linger_ms=5))
+    prod = connect_kafka(StartupWait(connect_timeout_s), as_kafka(kafka), lambda cfg: make_producer(cfg))
     try:
         futs = [prod.send(topic, key=v.subject.encode(), value=v.to_json()) for v in verdicts]
         prod.flush()
@@ -35,11 +36,13 @@ def post_verdicts(bootstrap_servers: str, topic: str, verdicts: list[Feedback], 
     return len(verdicts)
 
 
-class FeedbackSettings(BaseSettings):
+class FeedbackSettings(ConnectedSettings):
+    """Env prefix ``GANOMALY_FEEDBACK_``; the broker and the feedback topic are read from the names every process shares."""
+
     model_config = SettingsConfigDict(env_prefix="GANOMALY_FEEDBACK_", frozen=True)
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic: str = "image-feedback"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topic: str = Field("image-feedback", description="the feedback topic the trainer reads", **shared_env("GANOMALY_FEEDBACK_TOPIC"))
     verdict: Literal["normal", "anomaly"] = Field(description="the verdict")
     result_id: CommaList[str] = Field(default_factory=list, description="the results judged, as topic:partition:offset of their inputs "
                                                                       "(the result's id, e.g. images:3:1234)")
@@ -70,7 +73,7 @@ def run(s: FeedbackSettings) -> int:
         verdicts.append(Feedback(verdict=s.verdict, input=ref, result_id=rid, image_id=s.image_id, by=s.by, at_ms=now, note=s.note))
     if not verdicts:
         verdicts.append(Feedback(verdict=s.verdict, image_id=s.image_id, by=s.by, at_ms=now, note=s.note))
-    n = post_verdicts(s.bootstrap_servers, s.topic, verdicts, connect_timeout_s=s.connect_timeout_s)
+    n = post_verdicts(s.kafka, s.topic, verdicts, connect_timeout_s=s.connect_timeout_s)
     print(json.dumps({"sent": n, "topic": s.topic, "verdict": s.verdict}))
     return 0
 

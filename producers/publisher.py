@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from PIL import Image
+
+if TYPE_CHECKING:
+    from ganomaly.connections.kafka import KafkaSettings
 
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp", "GIF": "image/gif", "TIFF": "image/tiff"}
 
@@ -37,17 +39,17 @@ class ImagePublisher:
     """``connect_timeout_s``: how long the constructor waits for the broker before raising
     :class:`ganomaly.connections.startup.ConnectTimeout` (a one-line message naming the address)."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, compression: str | None = None, linger_ms: int = 5,
-                 connect_timeout_s: float = 30.0, **kafka: Any) -> None:
+    def __init__(self, kafka: KafkaSettings | str, topic: str, *, compression: str | None = None, linger_ms: int = 5,
+                 connect_timeout_s: float = 30.0) -> None:
+        """``kafka``: the broker settings, or a bare ``host:port`` list for a PLAINTEXT broker."""
+        from ganomaly.connections.kafka import as_kafka, make_producer
         from ganomaly.connections.startup import StartupWait, connect_kafka
 
         self.topic = topic
         self.stats = PublishStats()
         self._futures: list[Any] = []
-        common = {"bootstrap_servers": bootstrap_servers.split(","), **kafka}
-        self.producer = connect_kafka(StartupWait(connect_timeout_s), common, lambda cfg: KafkaProducer(
-            acks="all", enable_idempotence=True, linger_ms=linger_ms, batch_size=256 * 1024, max_request_size=32 * 1024 * 1024,
-            compression_type=compression, **cfg))
+        self.producer = connect_kafka(StartupWait(connect_timeout_s), as_kafka(kafka), lambda cfg: make_producer(
+            cfg, linger_ms=linger_ms, compression_type=compression))
 
     def publish(self, data: bytes, *, key: str | None = None, source: str | None = None, label: str | None = None,
                 content_type: str | None = None, trace_id: str | None = None, extra_headers: dict[str, str] | None = None,

@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from ganomaly.connections.compose import ConnectedSettings, shared_env
+from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.errors import UserError
 from ganomaly.settings import Amp, LogLevel
 
@@ -43,17 +45,21 @@ def _parse_time(v: Any) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
-class ReplaySettings(BaseSettings):
+class ReplaySettings(ConnectedSettings):
+    """Env prefix ``GANOMALY_REPLAY_``; the broker and the production topics are read from the names every process shares."""
+
     model_config = SettingsConfigDict(env_prefix="GANOMALY_REPLAY_", frozen=True)
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic: str = Field("images", description="the input topic to replay")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topic: str = Field("images", description="the input topic to replay", **shared_env("GANOMALY_INPUT_TOPIC"))
     mode: Literal["rescore", "audit"] = "rescore"
     model: Path | None = Field(None, description="artifact to rescore with (rescore mode)")
     challenger: Path | None = Field(None, description="a second artifact scored side by side (rescore mode)")
-    results_topic: str = Field("image-results", description="the production results topic (audit mode; never written)")
-    alerts_topic: str = Field("image-alerts", description="the production alerts topic (never written)")
-    dlq_topic: str = Field("image-dlq", description="dead letters, to account for inputs without results (audit mode)")
+    results_topic: str = Field("image-results", description="the production results topic (audit mode; never written)",
+                               **shared_env("GANOMALY_RESULTS_TOPIC"))
+    alerts_topic: str = Field("image-alerts", description="the production alerts topic (never written)", **shared_env("GANOMALY_ALERTS_TOPIC"))
+    dlq_topic: str = Field("image-dlq", description="dead letters, to account for inputs without results (audit mode)",
+                           **shared_env("GANOMALY_DLQ_TOPIC"))
     partitions: str | None = Field(None, pattern=r"^\d+(,\d+)*$", description="comma-separated partitions (default: all)")
     start_offsets: str | None = Field(None, description="N or P:N,P:N (default: the beginning)")
     end_offsets: str | None = Field(None, description="exclusive; N or P:N,... (default: the current end)")
@@ -97,14 +103,14 @@ def run(s: ReplaySettings) -> dict[str, Any]:
     from replay.reader import Stretch, StretchAccount, parse_offsets, read_stretch
     from replay.rescore import audit, rescore
 
-    common = {"bootstrap_servers": s.bootstrap_servers.split(",")}
+    common = s.kafka.config()
     parts = [int(p) for p in s.partitions.split(",")] if s.partitions else None
     stretch = Stretch(start_offsets=parse_offsets(s.start_offsets), end_offsets=parse_offsets(s.end_offsets),
                       start_ms=_parse_time(s.start_time), end_ms=_parse_time(s.end_time))
     if s.eval_topic and s.eval_topic in {s.results_topic, s.alerts_topic, s.topic}:
         msg = f"--eval-topic {s.eval_topic} is a production topic; replays never write there"
         raise UserError(msg)
-    wait_for_kafka(StartupWait(s.connect_timeout_s), common)  # the readers below then connect at once
+    wait_for_kafka(StartupWait(s.connect_timeout_s), s.kafka)  # the readers below then connect at once
     t0 = time.perf_counter()
     account = StretchAccount(s.topic)
     records = read_stretch(common, s.topic, stretch, partitions=parts, idle_ms=s.idle_ms, max_records=s.max_records, account=account)
@@ -261,7 +267,7 @@ def _write_eval(s: ReplaySettings, rows: list[Any], models: list[Any]) -> None:
     from replay.rescore import eval_result
 
     art, _, thr = models[0]
-    prod = make_producer({"bootstrap_servers": s.bootstrap_servers.split(",")})
+    prod = make_producer(s.kafka.config())
     now = int(time.time() * 1000)
     for r in rows:
         prod.send(s.eval_topic, key=(r.key or r.id).encode(), value=eval_result(r, art, thr, now).to_json())

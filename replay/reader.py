@@ -26,6 +26,7 @@ from typing import Any, Literal
 import structlog
 from kafka import KafkaConsumer, TopicPartition
 
+from ganomaly.connections.kafka import make_consumer
 from ganomaly.errors import UserError
 
 log = structlog.get_logger(__name__)
@@ -133,8 +134,7 @@ def _fixed_ends(c: KafkaConsumer, tps: list[TopicPartition], timeout_s: float) -
 def read_stretch(common: dict[str, Any], topic: str, stretch: Stretch, *, partitions: list[int] | None = None,
                  idle_ms: int = 30_000, max_records: int | None = None, account: StretchAccount | None = None) -> Iterator[Any]:
     """Yield ConsumerRecords of the stretch, partition-interleaved, in offset order per partition."""
-    c = KafkaConsumer(**common, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                      max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    c = make_consumer(common, group_id=None, fetch_max_bytes=64 * 1024 * 1024)
     try:
         parts = c.partitions_for_topic(topic)
         if not parts:

@@ -7,9 +7,10 @@ from collections import defaultdict
 from typing import Any
 
 import structlog
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from pydantic import ValidationError
 
+from ganomaly.connections.kafka import KafkaSettings, make_consumer
 from ganomaly.connections.startup import StartupWait, connect_kafka
 from ganomaly.contracts.messages import Feedback
 from trainer.normal_set import NormalSet
@@ -17,15 +18,14 @@ from trainer.normal_set import NormalSet
 log = structlog.get_logger("trainer.ingest")
 
 
-def ingest_feedback(common: dict[str, Any], topic: str, group_id: str, ns: NormalSet, *, idle_ms: int = 2000,
+def ingest_feedback(kafka: KafkaSettings, topic: str, group_id: str, ns: NormalSet, *, idle_ms: int = 2000,
                     wait: StartupWait | None = None) -> dict[str, int]:
     """Consume new verdicts (committing only after the index is saved) and fetch missing bytes.
 
     ``wait`` bounds how long the broker is waited for (default: 30 s)."""
     counts: dict[str, int] = defaultdict(int)
-    c = connect_kafka(wait or StartupWait(30.0), common, lambda cfg: KafkaConsumer(
-        topic, **cfg, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=6000,
-        heartbeat_interval_ms=1000))
+    c = connect_kafka(wait or StartupWait(30.0), kafka, lambda cfg: make_consumer(
+        cfg, topic, group_id=group_id, session_timeout_ms=6000, heartbeat_interval_ms=1000))
     try:
         started = time.monotonic()
         last: float | None = None  # idleness counts from the assignment, not from the (slow) group join
@@ -49,7 +49,7 @@ def ingest_feedback(common: dict[str, Any], topic: str, group_id: str, ns: Norma
             if last is None and time.monotonic() - started > 60:
                 log.warning("feedback_group_not_assigned", topic=topic, group_id=group_id)
                 break
-        fetched, unavailable = fetch_missing(common, ns)
+        fetched, unavailable = fetch_missing(kafka.config(), ns)
         counts["fetched"], counts["unavailable"] = fetched, unavailable
         ns.save()
         c.commit()  # only now: the verdicts are durable in the index
@@ -66,7 +66,7 @@ def fetch_missing(common: dict[str, Any], ns: NormalSet, timeout_s: float = 20.0
         want[TopicPartition(ref["topic"], int(ref["partition"]))][int(ref["offset"])] = e.subject
     if not want:
         return 0, 0
-    c = KafkaConsumer(**common, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024)
+    c = make_consumer(common, group_id=None)
     fetched = 0
     try:
         for tp, offsets in want.items():

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis
 import structlog
 import torch
 
 from ganomaly.artifact import Artifact
+from ganomaly.connections.redis import make_redis
 from ganomaly.connections.startup import StartupWait, wait_for_redis
 from ganomaly.data.datasets import idx_splits
 from ganomaly.data.images import BadImage, DecodeLimits, InputSpec, decode_image
@@ -54,16 +54,15 @@ def run_once(s: Any, wait: StartupWait | None = None) -> dict[str, Any]:
     from ganomaly.device import resolve_device
 
     wait = wait or StartupWait(s.connect_timeout_s)
-    common = {"bootstrap_servers": s.bootstrap_servers.split(",")}
-    wait_for_redis(wait, s.redis_url)
+    wait_for_redis(wait, s.redis)
     store = ModelStore(s.model_store)
-    rclient = redis.Redis.from_url(s.redis_url, socket_timeout=10)
-    registry = Registry(store, RedisPointer(rclient, s.redis_prefix))
+    rclient = make_redis(s.redis, socket_timeout=10)
+    registry = Registry(store, RedisPointer(rclient, s.redis.redis_prefix))
     device = resolve_device(s.device)
     t0 = time.monotonic()
     with registry.lock(s.lock_timeout_s):
         ns = NormalSet(s.data_dir)
-        ingested = ingest_feedback(common, s.feedback_topic, s.group_id, ns, idle_ms=s.idle_ms, wait=wait)
+        ingested = ingest_feedback(s.kafka, s.feedback_topic, s.group_id, ns, idle_ms=s.idle_ms, wait=wait)
         log.info("feedback_ingested", **ingested, normals=len(ns.with_verdict("normal")), anomalies=len(ns.with_verdict("anomaly")))
         ptr = registry.current()
         if ptr is None:

@@ -6,21 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from ganomaly.connections.compose import ConnectedSettings, shared_env
+from ganomaly.connections.kafka import KafkaSettings
+from ganomaly.connections.redis import RedisSettings
 from ganomaly.settings import LogLevel
 
 
-class TrainerSettings(BaseSettings):
+class TrainerSettings(ConnectedSettings):
+    """Env prefix ``GANOMALY_TRAINER_``; the broker, Redis, the model store and the feedback topic
+    are read from the names every process shares (``GANOMALY_BOOTSTRAP_SERVERS``, ...)."""
+
     model_config = SettingsConfigDict(env_prefix="GANOMALY_TRAINER_", frozen=True)
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    feedback_topic: str = "image-feedback"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    feedback_topic: str = Field("image-feedback", **shared_env("GANOMALY_FEEDBACK_TOPIC"))
     group_id: str = Field("ganomaly-trainer", description="consumer group on the feedback topic")
     data_dir: Path = Field(Path("/var/lib/ganomaly/confirmed"), description="the durable confirmed-image set")
-    model_store: Path = Field(Path("/var/lib/ganomaly/models"), description="the model store (shared with the workers)")
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "ganomaly"
+    model_store: Path = Field(Path("/var/lib/ganomaly/models"), description="the model store (shared with the workers)",
+                              **shared_env("GANOMALY_MODEL_STORE"))
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     bootstrap_model: Path | None = Field(None, description="artifact to register as current when Redis has none")
     every: float | None = Field(None, gt=0, description="seconds between runs (default: run once, as a CronJob)")
     min_new_normals: int = Field(100, ge=1, description="refit only with at least this many new confirmed normals")

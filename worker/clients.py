@@ -13,25 +13,25 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 from ganomaly.connections.kafka import ensure_topics, make_consumer, make_producer
+from ganomaly.connections.redis import make_redis
 from ganomaly.connections.startup import StartupWait, connect_kafka, wait_for_redis
 from ganomaly.registry import RedisPointer
 from worker.settings import WorkerSettings
 
 
 def redis_client(s: WorkerSettings, *, socket_timeout: float, health_check_interval: int = 0) -> redis.Redis:
-    return redis.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=socket_timeout, socket_connect_timeout=3,
-                                health_check_interval=health_check_interval)
+    return make_redis(s.redis, socket_timeout=socket_timeout, socket_connect_timeout=3, health_check_interval=health_check_interval)
 
 
 def wait_redis(s: WorkerSettings, wait: StartupWait) -> None:
-    wait_for_redis(wait, s.redis_url.get_secret_value())
+    wait_for_redis(wait, s.redis)
 
 
 def registry_pointer(s: WorkerSettings) -> RedisPointer | None:
     """The registry pointer, with ``--model-store`` (else the worker serves ``--model`` only)."""
     if s.model_store is None:
         return None
-    return RedisPointer(redis_client(s, socket_timeout=3), s.redis_prefix)
+    return RedisPointer(redis_client(s, socket_timeout=3), s.redis.redis_prefix)
 
 
 def _producer(s: WorkerSettings, cfg: dict[str, Any]) -> KafkaProducer:

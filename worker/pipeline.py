@@ -91,7 +91,7 @@ class Pipeline:
                                shadow_topic=s.shadow_topic, worker_id=s.worker_id, abort=abort, backoff_max_s=s.retry_backoff_max_s,
                                timeout_s=s.delivery_timeout_ms / 1000, on_retry=retry_noter(self.metrics, self.health, "kafka"),
                                on_value_omitted=self.metrics.values_omitted.inc)
-        redis_sink = RedisSink(clients.redis, prefix=s.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
+        redis_sink = RedisSink(clients.redis, prefix=s.redis.redis_prefix, ttl_s=s.result_ttl_s, maxlen=s.alerts_stream_maxlen,
                                status_ttl_s=s.status_ttl_s, abort=abort, backoff_max_s=s.retry_backoff_max_s,
                                on_retry=retry_noter(self.metrics, self.health, "redis"))
         self.sink = SinkStage(self.out_q, kafka_sink=kafka_sink, redis_sink=redis_sink, models=self.models, assignment=lambda: poll.assignment,

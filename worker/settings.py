@@ -1,4 +1,8 @@
-"""Settings of the ``ganomaly worker`` process: env prefix ``GANOMALY_``, or CLI flags."""
+"""Settings of the ``ganomaly worker`` process: env prefix ``GANOMALY_``, or CLI flags.
+
+The broker and Redis connection settings are the shared blocks (``ganomaly.connections``);
+the model store and the topic names are read from the names every process shares.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,12 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from ganomaly.connections.compose import ConnectedSettings, shared_env
+from ganomaly.connections.kafka import KafkaSettings
+from ganomaly.connections.redis import RedisSettings
 
 
 def _default_worker_id() -> str:
@@ -16,15 +24,15 @@ def _default_worker_id() -> str:
     return os.environ.get("HOSTNAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(ConnectedSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_", frozen=True)
 
     # Kafka
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
-    input_topic: str = "images"
-    results_topic: str = "image-results"
-    alerts_topic: str = "image-alerts"
-    dlq_topic: str = "image-dlq"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    input_topic: str = Field("images", **shared_env("GANOMALY_INPUT_TOPIC"))
+    results_topic: str = Field("image-results", **shared_env("GANOMALY_RESULTS_TOPIC"))
+    alerts_topic: str = Field("image-alerts", **shared_env("GANOMALY_ALERTS_TOPIC"))
+    dlq_topic: str = Field("image-dlq", **shared_env("GANOMALY_DLQ_TOPIC"))
     group_id: str = "ganomaly-workers"
     worker_id: str = Field(default_factory=_default_worker_id, description="client id; also names the Redis status key",
                            json_schema_extra={"default_help": "$HOSTNAME, else <host>-<pid>"})
@@ -43,16 +51,13 @@ class WorkerSettings(BaseSettings):
         32 * 1024 * 1024, ge=1024,
         description="largest record the worker writes; a dead letter whose original bytes are larger (or larger than the broker takes "
                     "for the dead-letter topic) is written without them, with their size and SHA-256")
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
     create_topics: bool = Field(False, description="create missing topics at start (dev/test; production topics are managed)")
     topic_partitions: int = Field(4, ge=1, description="partitions for topics created with --create-topics")
 
     # Model and batching
     model: Path | None = Field(None, description="model artifact directory (used when the registry has no current model)")
-    model_store: Path | None = Field(None, description="the model store shared with the trainer; enables hot model switches")
+    model_store: Path | None = Field(None, description="the model store shared with the trainer; enables hot model switches",
+                                     **shared_env("GANOMALY_MODEL_STORE"))
     model_poll_s: float = Field(5.0, gt=0, description="how often to check the registry pointer in Redis")
     shadow_model: Path | None = Field(None, description="a challenger that scores the same batches into --shadow-topic only")
     shadow_topic: str = "image-results-shadow"
@@ -81,8 +86,7 @@ class WorkerSettings(BaseSettings):
                                "ganomaly_images_converted_total; strict dead-letters it with reason channels")
 
     # Redis
-    redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"))
-    redis_prefix: str = "ganomaly"
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     result_ttl_s: int = Field(7 * 24 * 3600, ge=1)
     alerts_stream_maxlen: int = Field(100_000, ge=1)
     status_ttl_s: int = Field(30, ge=1)
@@ -116,10 +120,6 @@ class WorkerSettings(BaseSettings):
             raise ValueError(msg)
         return self
 
-    def kafka_common(self) -> dict[str, object]:
-        cfg: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.worker_id,
-                                  "security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            cfg |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
-                    "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None}
-        return cfg
+    def kafka_common(self) -> KafkaSettings:
+        """The broker settings, with the worker's id as its clients' id."""
+        return self.kafka.for_client(self.worker_id)

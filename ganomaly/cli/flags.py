@@ -1,7 +1,9 @@
 """Bridge from a pydantic-settings class to argparse flags.
 
 Every field becomes ``--kebab-name`` (or the ``cli`` name in its json_schema_extra);
-flags override environment variables, which override defaults. ``--help`` lists
+flags override environment variables, which override defaults. The connection blocks a
+settings class composes (``ganomaly.connections.compose``: Kafka, Redis) are flattened:
+their fields are flags of the process like any other, shown with their shared env names. ``--help`` lists
 every setting with its env variable, its default and, for a choice, the choices,
 so there is one source of truth per process.
 
@@ -23,6 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
+from ganomaly.connections.compose import blocks, env_name
 from ganomaly.errors import UserError
 from ganomaly.settings import _split_commas
 
@@ -99,18 +102,21 @@ def default_text(field: Any) -> str:
 
 def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings], *, positional: tuple[str, ...] = ()) -> None:
     """``positional`` fields become positional arguments (optional ones with nargs='?')."""
-    prefix = cls.model_config.get("env_prefix", "")
     for name in positional:
         field = cls.model_fields[name]
         parser.add_argument(name, nargs=None if field.is_required() else "?", default=argparse.SUPPRESS, help=field.description,
                             choices=_choices(field.annotation))
+    composed = blocks(cls)
     for name, field in cls.model_fields.items():
         if name in positional:
+            continue
+        if name in composed:
+            add_settings_arguments(parser, composed[name])
             continue
         flag = _flag(name, field.json_schema_extra)
         ann = field.annotation
         item_choices = _item_choices(ann)
-        notes = [f"env {prefix}{name.upper()}", default_text(field)]
+        notes = [f"env {env_name(cls, name)}", default_text(field)]
         if item_choices:
             notes.insert(0, "any of " + ", ".join(item_choices))
         if _is_list(ann):
@@ -132,8 +138,7 @@ def _flag_of(cls: type[BaseSettings], loc: tuple[Any, ...]) -> str:
         return "settings"
     field = cls.model_fields[str(loc[0])]
     item = "".join(f"[{p}]" for p in loc[1:])
-    prefix = cls.model_config.get("env_prefix", "")
-    return f"{_flag(str(loc[0]), field.json_schema_extra)}{item} (env {prefix}{str(loc[0]).upper()})"
+    return f"{_flag(str(loc[0]), field.json_schema_extra)}{item} (env {env_name(cls, str(loc[0]))})"
 
 
 def validation_message(cls: type[BaseSettings], e: ValidationError) -> str:
@@ -158,6 +163,11 @@ def validation_message(cls: type[BaseSettings], e: ValidationError) -> str:
 
 def settings_from_args(cls: type[S], ns: argparse.Namespace) -> S:
     given = {k: v for k, v in vars(ns).items() if k in cls.model_fields}
+    try:
+        for name, block in blocks(cls).items():  # each block on its own, so that a bad setting is named by its flag
+            given[name] = block(**{k: v for k, v in vars(ns).items() if k in block.model_fields})
+    except ValidationError as e:
+        raise UserError(validation_message(block, e)) from None
     try:
         return cls(**given)
     except ValidationError as e:

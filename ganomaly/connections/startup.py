@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -28,6 +29,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ganomaly.errors import UserError
+
+if TYPE_CHECKING:
+    from ganomaly.connections.kafka import KafkaSettings
+    from ganomaly.connections.redis import RedisSettings
 
 T = TypeVar("T")
 log = structlog.get_logger("connect")
@@ -85,7 +90,7 @@ class StartupWait:
 
 def _describe(e: BaseException) -> str:
     text = str(e)
-    if isinstance(e, _KafkaAttemptError):
+    if isinstance(e, _KafkaAttemptError | _TlsRefused):
         return text
     name = type(e).__name__
     return text if text.startswith(name) else f"{name}: {text}"
@@ -173,21 +178,47 @@ def _host_port(server: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _probe_tcp(servers: list[str], timeout_s: float) -> None:
-    """Succeeds when one bootstrap server accepts a connection; else raises the last error.
+def _tls_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    """The checks kafka-python makes of the broker's certificate, for the probe below."""
+    ctx = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    ctx.check_hostname = kafka.ssl_check_hostname
+    if kafka.ssl_certfile is not None:
+        ctx.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+                            kafka.ssl_password.get_secret_value() if kafka.ssl_password else None)
+    if kafka.ssl_crlfile is not None:
+        ctx.load_verify_locations(str(kafka.ssl_crlfile))
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return ctx
+
+
+class _TlsRefused(Exception):
+    """The broker's certificate did not verify: waiting mends nothing."""
+
+
+def _probe(kafka: KafkaSettings, timeout_s: float) -> None:
+    """Succeeds when one bootstrap server accepts a connection (and, over TLS, a handshake); else raises the last error.
 
     Only a broker that listens is handed to kafka-python: its clients log four lines for
-    every failed connection and keep a thread per failed constructor.
+    every failed connection and keep a thread per failed constructor. Over TLS a certificate
+    that does not verify is said at once, with what to give, instead of after the whole bound.
     """
     last: OSError | None = None
-    for server in servers:
+    ctx = _tls_context(kafka) if kafka.tls() else None
+    for server in kafka.servers():
         try:
             host, port = _host_port(server, 9092)
         except ValueError as e:
             msg = f"bad bootstrap server {server!r}: expected HOST:PORT"
             raise UserError(msg) from e
         try:
-            with socket.create_connection((host, port), timeout=timeout_s):
+            with socket.create_connection((host, port), timeout=timeout_s) as sock:
+                if ctx is not None:
+                    try:
+                        ctx.wrap_socket(sock, server_hostname=host).close()
+                    except ssl.SSLCertVerificationError as e:
+                        hint = "" if kafka.ssl_cafile else "; give the CA that signed it with --ssl-cafile"
+                        msg = f"TLS: the broker's certificate did not verify ({e.verify_message}){hint}"
+                        raise _TlsRefused(msg) from None
                 return
         except OSError as e:
             last = e
@@ -195,18 +226,14 @@ def _probe_tcp(servers: list[str], timeout_s: float) -> None:
     raise last
 
 
-def _servers(common: dict[str, Any]) -> list[str]:
-    bs = common["bootstrap_servers"]
-    return [s for s in (bs.split(",") if isinstance(bs, str) else bs) if s.strip()]
-
-
-def connect_kafka(wait: StartupWait, common: dict[str, Any], build: Callable[[dict[str, Any]], T]) -> T:
-    """``build(config)``, once the broker answers: ``config`` is ``common`` with a bootstrap timeout
-    that fits the start-up bound. Use it for every client made at start-up (producer, consumer, admin)."""
-    servers = _servers(common)
+def connect_kafka(wait: StartupWait, kafka: KafkaSettings, build: Callable[[dict[str, Any]], T]) -> T:
+    """``build(config)``, once the broker answers: ``config`` is ``kafka.config()`` with a bootstrap
+    timeout that fits the start-up bound. Use it for every client made at start-up (producer, consumer, admin)."""
+    servers = kafka.servers()
+    common = kafka.config()
 
     def attempt() -> T:
-        _probe_tcp(servers, max(0.1, min(_PROBE_S, wait.remaining())))
+        _probe(kafka, max(0.1, min(_PROBE_S, wait.remaining())))
         bootstrap_s = max(1.0, min(_BOOTSTRAP_ATTEMPT_S, wait.remaining()))
         with _KafkaLogCapture() as held:
             try:
@@ -218,14 +245,15 @@ def connect_kafka(wait: StartupWait, common: dict[str, Any], build: Callable[[di
                 raise _KafkaAttemptError(_describe(e) + (f"; {reason}" if reason else "")) from e
 
     return _until_ready(wait, attempt, event="waiting_for_kafka", name="the Kafka broker", where=",".join(servers),
-                        fields={"bootstrap": ",".join(servers)}, retry_on=(OSError, _KafkaAttemptError), permanent=_KAFKA_PERMANENT)
+                        fields={"bootstrap": ",".join(servers)}, retry_on=(OSError, _KafkaAttemptError),
+                        permanent=(*_KAFKA_PERMANENT, _TlsRefused))
 
 
-def wait_for_kafka(wait: StartupWait, common: dict[str, Any]) -> None:
+def wait_for_kafka(wait: StartupWait, kafka: KafkaSettings) -> None:
     """Return once the broker answers a bootstrap (for commands whose clients are made elsewhere)."""
-    from kafka import KafkaAdminClient
+    from ganomaly.connections.kafka import make_admin
 
-    connect_kafka(wait, common, lambda cfg: KafkaAdminClient(**{k: v for k, v in cfg.items() if k != "client_id"}).close())
+    connect_kafka(wait, kafka, lambda cfg: make_admin(cfg).close())
 
 
 def redis_address(url: str) -> str:
@@ -239,23 +267,40 @@ def redis_address(url: str) -> str:
         return "(unparsable URL)"
 
 
-def wait_for_redis(wait: StartupWait, url: str) -> None:
-    """Return once Redis at ``url`` answers a PING."""
-    where = redis_address(url)
+def _cert_not_verified(e: BaseException) -> bool:
+    """redis-py wraps the handshake's SSLCertVerificationError in a ConnectionError (sometimes as text only)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(e)
+
+
+def wait_for_redis(wait: StartupWait, settings: RedisSettings) -> None:
+    """Return once Redis answers a PING."""
+    from ganomaly.connections.redis import make_redis
+
+    where = redis_address(settings.url())
 
     def attempt() -> None:
         timeout = max(0.1, min(_PROBE_S, wait.remaining()))
         # no retries inside redis-py: its default backs off for seconds, hiding attempts and delaying a stop
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                      retry=Retry(NoBackoff(), 0))
+        client = make_redis(settings, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
         try:
             client.ping()
+        except redis.ConnectionError as e:
+            if _cert_not_verified(e):
+                hint = "" if settings.redis_ca_file else "; give the CA that signed it with --redis-ca-file"
+                msg = f"TLS: Redis's certificate did not verify{hint}"
+                raise _TlsRefused(msg) from None
+            raise
         finally:
             client.close()
 
     try:
         _until_ready(wait, attempt, event="waiting_for_redis", name="Redis", where=where, fields={"redis": where},
-                     retry_on=(redis.ConnectionError, redis.TimeoutError, OSError), permanent=_REDIS_PERMANENT)
+                     retry_on=(redis.ConnectionError, redis.TimeoutError, OSError), permanent=(*_REDIS_PERMANENT, _TlsRefused))
     except ValueError as e:  # from_url: not a Redis URL
         msg = f"bad Redis URL ({e})"
         raise UserError(msg) from None

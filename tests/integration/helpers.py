@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Self
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from ganomaly.connections.kafka import ensure_topics
+from ganomaly.connections.kafka import KafkaSettings, as_kafka, ensure_topics, make_consumer
 from ganomaly.data.idx import load_split
 from ganomaly.devstack import free_port, stop
 from producers import ImagePublisher, encode_png
@@ -27,16 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Topics:
-    def __init__(self, bootstrap: str, partitions: int = 4) -> None:
+    def __init__(self, bootstrap: str | KafkaSettings, partitions: int = 4) -> None:
         tag = uuid.uuid4().hex[:8]
         self.input, self.results, self.alerts, self.dlq = (f"{n}-{tag}" for n in ("images", "results", "alerts", "dlq"))
         self.group = f"g-{tag}"
-        self.bootstrap = bootstrap
-        ensure_topics({"bootstrap_servers": [bootstrap]}, [self.input, self.results, self.alerts, self.dlq], partitions)
+        self.kafka = as_kafka(bootstrap)
+        self.bootstrap = self.kafka.bootstrap_servers
+        ensure_topics(self.kafka.config(), [self.input, self.results, self.alerts, self.dlq], partitions)
 
     def committed(self, partition: int = 0) -> int | None:
         """The group's committed offset for an input partition (an offset fetch: never joins the group)."""
-        c = KafkaConsumer(bootstrap_servers=[self.bootstrap], group_id=self.group, enable_auto_commit=False)
+        c = make_consumer(self.kafka.config(), group_id=self.group)
         try:
             return c.committed(TopicPartition(self.input, partition))
         finally:
@@ -47,7 +48,7 @@ class Topics:
                 "GANOMALY_DLQ_TOPIC": self.dlq, "GANOMALY_GROUP_ID": self.group}
 
 
-def produce_fmnist(bootstrap: str, topic: str, n: int, *, start: int = 0, data_dir: Path, klass: int = 0) -> dict[str, str]:
+def produce_fmnist(bootstrap: str | KafkaSettings, topic: str, n: int, *, start: int = 0, data_dir: Path, klass: int = 0) -> dict[str, str]:
     """Publish test-split images as PNG (key t10k:i, label per leave-one-out class ``klass``). Returns key -> label."""
     images, labels = load_split(data_dir, "t10k")
     out = {}
@@ -61,9 +62,9 @@ def produce_fmnist(bootstrap: str, topic: str, n: int, *, start: int = 0, data_d
     return out
 
 
-def read_topic(bootstrap: str, topic: str, *, want: int | None = None, timeout_s: float = 60.0, settle_s: float = 1.5) -> list[Any]:
+def read_topic(bootstrap: str | KafkaSettings, topic: str, *, want: int | None = None, timeout_s: float = 60.0, settle_s: float = 1.5) -> list[Any]:
     """Everything in ``topic`` (manual assignment, no group): until ``want`` records, or nothing new for ``settle_s``."""
-    c = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=500)
+    c = make_consumer(as_kafka(bootstrap).config(), consumer_timeout_ms=500)
     parts = c.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in parts]
     c.assign(tps)

@@ -146,7 +146,7 @@ def test_stack_status_after_down_names_the_machines_redis(tmp_path: Path, redis_
     up = ganomaly("stack", "up", *state, "--broker-port", str(free_port()), "--partitions", "1", timeout=120)
     try:
         assert up.returncode == 0, up.stderr
-        stack_url = next(ln.split("=", 1)[1] for ln in up.stdout.splitlines() if ln.startswith("export GANOMALY_ALERTS_REDIS_URL="))
+        stack_url = next(ln.split("=", 1)[1] for ln in up.stdout.splitlines() if ln.startswith("export GANOMALY_REDIS_URL="))
         assert stack_url != redis_url  # its own Redis, never the machine's
         running = ganomaly("stack", "status", *state)
         status = json.loads(running.stdout)

@@ -141,9 +141,9 @@ def test_overlapping_trainer_runs_do_not_corrupt_the_store(broker: str, redis_ur
     now = int(time.time() * 1000)
     post_verdicts(broker, feedback, [Feedback(verdict="normal", input=InputRef(topic=r.topic, partition=r.partition, offset=r.offset),
                                               by="op", at_ms=now) for r in inputs])
-    env = {"GANOMALY_TRAINER_BOOTSTRAP_SERVERS": broker, "GANOMALY_TRAINER_FEEDBACK_TOPIC": feedback,
+    env = {"GANOMALY_BOOTSTRAP_SERVERS": broker, "GANOMALY_FEEDBACK_TOPIC": feedback,
            "GANOMALY_TRAINER_GROUP_ID": f"trainer-{prefix}", "GANOMALY_TRAINER_DATA_DIR": str(tmp_path / "confirmed"),
-           "GANOMALY_TRAINER_MODEL_STORE": str(store.root), "GANOMALY_TRAINER_REDIS_URL": redis_url, "GANOMALY_TRAINER_REDIS_PREFIX": prefix,
+           "GANOMALY_MODEL_STORE": str(store.root), "GANOMALY_REDIS_URL": redis_url, "GANOMALY_REDIS_PREFIX": prefix,
            "GANOMALY_TRAINER_MIN_NEW_NORMALS": "50", "GANOMALY_TRAINER_EPOCHS": "1", "GANOMALY_TRAINER_TARGET_FPR": "0.05",
            "GANOMALY_TRAINER_DEVICE": "cpu", "GANOMALY_TRAINER_IDLE_MS": "1000"}
     procs = [subprocess.Popen([sys.executable, "-m", "ganomaly", "trainer"], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ganomaly.connections.kafka import ensure_topics
+from ganomaly.connections.kafka import as_kafka, ensure_topics
 from ganomaly.contracts.messages import Feedback, InputRef
 from producers.feedback import post_verdicts
 from tests.conftest import FMNIST
@@ -95,7 +95,7 @@ def test_trainer_ingest_takes_10000_verdicts_and_fetches_every_image(broker: str
     assert sum(_ends(broker, feedback).values()) == N
 
     ns = NormalSet(tmp_path / "confirmed")
-    counts = ingest_feedback({"bootstrap_servers": [broker]}, feedback, f"trainer-{prefix}", ns, idle_ms=1500)
+    counts = ingest_feedback(as_kafka(broker), feedback, f"trainer-{prefix}", ns, idle_ms=1500)
     assert counts.get("new") == N and counts.get("fetched") == N and counts.get("unavailable") == 0, counts
 
     again = NormalSet(tmp_path / "confirmed")  # what the next run sees: the saved index
@@ -105,5 +105,5 @@ def test_trainer_ingest_takes_10000_verdicts_and_fetches_every_image(broker: str
         assert again.read(e) == by_ref[(e.ref["partition"], e.ref["offset"])]
     assert len(again.with_verdict("normal")) == N - N // 10
     # committed only after the index was saved: a second ingest finds nothing new
-    assert ingest_feedback({"bootstrap_servers": [broker]}, feedback, f"trainer-{prefix}", NormalSet(tmp_path / "confirmed"), idle_ms=1500) \
+    assert ingest_feedback(as_kafka(broker), feedback, f"trainer-{prefix}", NormalSet(tmp_path / "confirmed"), idle_ms=1500) \
         .get("new", 0) == 0

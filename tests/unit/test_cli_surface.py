@@ -56,12 +56,15 @@ def test_help_shows_readable_defaults_and_every_env_variable(command: str, capsy
     text = _help(command, capsys)
     for junk in ("PydanticUndefined", "SecretStr(", "PosixPath(", "default: None", "default: ''"):
         assert junk not in text, f"{command} --help shows {junk}"
+    from ganomaly.connections.compose import blocks, env_name
+
     cls = build_parser()[1][command][0]
-    prefix = cls.model_config.get("env_prefix", "")
     flat = " ".join(text.split()).replace("- ", "-")  # argparse wraps lines, sometimes inside a name
-    for name in cls.model_fields:
+    composed = blocks(cls)  # the shared connection blocks are flattened into flags: each of their fields is checked
+    fields = [(cls, n) for n in cls.model_fields if n not in composed] + [(b, n) for b in composed.values() for n in b.model_fields]
+    for owner, name in fields:
         if name not in POSITIONAL.get(command, ()):
-            assert f"env {prefix}{name.upper()}" in flat, f"{command} --help lacks the env variable of {name}"
+            assert f"env {env_name(owner, name)}" in flat, f"{command} --help lacks the env variable of {name}"
 
 
 def test_help_shows_secrets_as_secret_and_factories_by_what_they_compute(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,15 @@ from worker.settings import WorkerSettings
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.30.0"
-CRDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+CRDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
+
+
+def _env_names(cls: Any) -> set[str]:
+    """Every env variable a settings class reads, its composed connection blocks' included."""
+    from ganomaly.connections.compose import blocks, env_name
+
+    composed = blocks(cls)
+    return {env_name(cls, n) for n in cls.model_fields if n not in composed} | {env_name(b, n) for b in composed.values() for n in b.model_fields}
 
 
 def _merge(base: Any, patch: Any) -> Any:
@@ -92,9 +100,9 @@ def test_hpa_component_validates() -> None:
 
 
 def test_configmap_keys_are_real_settings() -> None:
-    known = {f"GANOMALY_{n.upper()}" for n in WorkerSettings.model_fields} | {f"GANOMALY_TRAINER_{n.upper()}" for n in TrainerSettings.model_fields}
+    known = _env_names(WorkerSettings) | _env_names(TrainerSettings)
     for doc in render(K8S / "base"):
-        if doc["kind"] in ("ConfigMap", "Secret"):
+        if doc["kind"] == "ConfigMap" or (doc["kind"] == "Secret" and doc["metadata"]["name"] == "ganomaly-secrets"):
             keys = set(doc.get("data", {})) | set(doc.get("stringData", {}))
             assert keys <= known, f"unknown settings in {doc['metadata']['name']}: {keys - known}"
     for overlay in ("cpu", "gpu"):
@@ -245,6 +253,40 @@ def test_keda_never_scales_past_the_partitions() -> None:
     assert trig["consumerGroup"] == cm["GANOMALY_GROUP_ID"] and trig["topic"] == cm["GANOMALY_INPUT_TOPIC"]
     cron = next(d for d in render(K8S / "base") if d["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_keda_reads_the_lag_with_the_workers_broker_and_credentials() -> None:
+    """The scaler's broker, SASL mechanism, TLS and credentials are the ones the workers use: a scaler that
+    cannot authenticate reads no lag and never scales."""
+    from ganomaly.connections.kafka import KafkaSettings
+
+    docs = render(K8S / "base")
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    kafka = KafkaSettings.model_validate({k.removeprefix("GANOMALY_").lower(): v for k, v in cm.items()
+                                          if k.removeprefix("GANOMALY_").lower() in KafkaSettings.model_fields and k != "GANOMALY_SSL_CAFILE"}
+                                         | {"sasl_username": "u", "sasl_password": "p"})  # the CA file exists in the pod only
+    so = next(d for d in docs if d["kind"] == "ScaledObject")
+    (trigger,) = so["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert meta["bootstrapServers"] == kafka.bootstrap_servers
+    assert meta.get("sasl", "none") == (kafka.sasl_mechanism or "none").lower().replace("-", "_").replace("scram_sha_", "scram_sha")
+    assert (meta.get("tls") == "enable") == kafka.tls()
+    auth = next(d for d in docs if d["kind"] == "TriggerAuthentication")
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs["username"] == ("ganomaly-secrets", "GANOMALY_SASL_USERNAME") and refs["password"] == ("ganomaly-secrets", "GANOMALY_SASL_PASSWORD")
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    for name, key in refs.values():
+        assert key in secrets[name].get("stringData", {}) | secrets[name].get("data", {}), f"{name} has no key {key}"
+    # the CA KEDA checks the broker with is the file the workers and the trainer are pointed at
+    ca_secret, ca_key = refs["ca"]
+    for doc in (d for d in docs if d["kind"] in ("Deployment", "CronJob")):
+        spec = doc["spec"]["template"]["spec"] if doc["kind"] == "Deployment" else doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        vol = next(v["name"] for v in spec["volumes"] if v.get("secret", {}).get("secretName") == ca_secret)
+        (mount,) = [m["mountPath"] for c in _containers(doc) for m in c.get("volumeMounts", []) if m["name"] == vol]
+        assert cm["GANOMALY_SSL_CAFILE"] == f"{mount}/{ca_key}" == cm["GANOMALY_REDIS_CA_FILE"], doc["metadata"]["name"]
+        assert any(e.get("secretRef", {}).get("name") == "ganomaly-secrets" for c in _containers(doc) for e in c.get("envFrom", []))
+    assert secrets["ganomaly-secrets"]["stringData"]["GANOMALY_REDIS_URL"].startswith("rediss://")
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.cuda"])

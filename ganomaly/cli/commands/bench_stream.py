@@ -28,17 +28,22 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from ganomaly.cli.commands.bench import check_shape
 from ganomaly.cli.commands.common import DEFAULT_DATA_DIR, Amp
+from ganomaly.connections.compose import ConnectedSettings
+from ganomaly.connections.kafka import KafkaSettings, as_kafka
+from ganomaly.connections.redis import RedisSettings
 from ganomaly.settings import LogLevel
 
 if TYPE_CHECKING:
     import torch
 
 
-class BenchStreamSettings(BaseSettings):
+class BenchStreamSettings(ConnectedSettings):
+    """The broker is one started for the run unless --bootstrap-servers (or GANOMALY_BOOTSTRAP_SERVERS) names one."""
+
     model_config = SettingsConfigDict(env_prefix="GANOMALY_BENCH_", frozen=True)
 
     images: int = Field(4000, ge=100, description="images pre-filled per pair")
@@ -50,8 +55,8 @@ class BenchStreamSettings(BaseSettings):
     width: int = Field(64, ge=1, description="base width (ngf) of the untrained default model: 64 is GANomaly's; a small one (4) "
                                              "costs almost nothing, so the run measures the pipeline's own ceiling, what a worker "
                                              "whose accelerator scores for free would reach")
-    bootstrap_servers: str | None = Field(None, description="use this broker instead of starting Tansu")
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     partitions: int = Field(4, ge=1)
     decode_threads: int = Field(2, ge=1)
     decode_processes: int = Field(0, ge=0, description="the worker's --decode-processes (0: decode in threads)")
@@ -137,9 +142,10 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
     size, ch = (int(v) for v in s.shape.lower().split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="ganomaly-bench-"))
     proc = None
-    bootstrap = s.bootstrap_servers
-    if bootstrap is None:
+    kafka = s.kafka
+    if "bootstrap_servers" not in s.kafka.model_fields_set:  # no broker named: start one for the run
         proc, bootstrap = start_broker(log_path=tmp / "tansu.log")
+        kafka = as_kafka(bootstrap)
     device = resolve_device(s.device)
     camera = s.frames == "camera"
     if camera:
@@ -158,7 +164,7 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
             mbs, wait = pair.split(":")
             for model_path, draft in variants:
                 torch.set_num_threads(default_threads)
-                row = _measure(s, bootstrap, model_path, payloads, int(mbs), float(wait), device, size, ch)
+                row = _measure(s, kafka, model_path, payloads, int(mbs), float(wait), device, size, ch)
                 if camera:
                     row |= {"frames": "camera 640x480 JPEG q85", "resize": "letterbox", "jpeg_draft": draft}
                 rows.append(row)
@@ -169,7 +175,7 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
     return rows
 
 
-def _measure(s: BenchStreamSettings, bootstrap: str, model_path: Path, payloads: list[bytes], mbs_i: int, wait_f: float,
+def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, payloads: list[bytes], mbs_i: int, wait_f: float,
              device: torch.device, size: int, ch: int) -> dict[str, Any]:
     """One (model, max_batch_size, max_wait_ms) run: raw model, decode+score, a worker draining a topic, then live latency."""
     import torch
@@ -202,14 +208,14 @@ def _measure(s: BenchStreamSettings, bootstrap: str, model_path: Path, payloads:
 
     tag = uuid.uuid4().hex[:8]
     topics = {k: f"bench-{k}-{tag}" for k in ("in", "res", "alr", "dlq")}
-    ensure_topics({"bootstrap_servers": [bootstrap]}, topics.values(), s.partitions)
-    with ImagePublisher(bootstrap, topics["in"]) as pub:
+    ensure_topics(kafka.config(), topics.values(), s.partitions)
+    with ImagePublisher(kafka, topics["in"]) as pub:
         for i, p in enumerate(payloads):
             pub.publish(p, key=f"img-{i}", source=f"cam-{i % 4}")
     ws = WorkerSettings(
-        bootstrap_servers=bootstrap, input_topic=topics["in"], results_topic=topics["res"], alerts_topic=topics["alr"],
+        kafka=kafka, input_topic=topics["in"], results_topic=topics["res"], alerts_topic=topics["alr"],
         dlq_topic=topics["dlq"], group_id=f"bench-{tag}", model=model_path, device=s.device, amp=s.amp, max_batch_size=mbs_i,
-        max_wait_ms=wait_f, redis_url=s.redis_url, redis_prefix=f"bench-{tag}", metrics_port=0, session_timeout_ms=3000,
+        max_wait_ms=wait_f, redis=s.redis, redis_prefix=f"{s.redis.redis_prefix}-bench-{tag}", metrics_port=0, session_timeout_ms=3000,
         heartbeat_interval_ms=500, decode_threads=s.decode_threads, decode_processes=s.decode_processes, torch_threads=s.torch_threads, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
         result_ttl_s=600,
     )
@@ -245,11 +251,11 @@ def _measure(s: BenchStreamSettings, bootstrap: str, model_path: Path, payloads:
         if ch == 1 and s.frames == "fashion-mnist":
             # A separate process, as a camera would be: publishing from this process would steal
             # the worker's GIL and CPU and inflate the latency being measured.
-            subprocess.run([sys.executable, "-m", "ganomaly", "produce", "--bootstrap-servers", bootstrap, "--topic", topics["in"],
+            subprocess.run([sys.executable, "-m", "ganomaly", "produce", "--topic", topics["in"],
                             "--from", "idx", "--data-dir", str(s.data_dir), "--count", str(n_live), "--rate", f"{rate:.1f}",
-                            "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+                            "--no-progress"], check=True, stdout=subprocess.DEVNULL, env={**os.environ, **kafka.as_env()})
         else:
-            with ImagePublisher(bootstrap, topics["in"], linger_ms=0) as pub:
+            with ImagePublisher(kafka, topics["in"], linger_ms=0) as pub:
                 t_live = time.perf_counter()
                 for i in range(n_live):
                     target = t_live + i / rate

@@ -15,17 +15,20 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ganomaly.connections.compose import ConnectedSettings, shared_env
+from ganomaly.connections.kafka import KafkaSettings
 
 # What the demo leaves in its run directory, and what each is, for the closing lines.
 _ARTIFACT_SUFFIXES = (".json", ".csv", ".png", ".log")
 
 
-class DemoSummarySettings(BaseSettings):
+class DemoSummarySettings(ConnectedSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_SUMMARY_", frozen=True)
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    results_topic: str = "image-results"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    results_topic: str = Field("image-results", **shared_env("GANOMALY_RESULTS_TOPIC"))
     source: str | None = Field(None, description="only results of inputs with this source header (camera/line id)")
     expect: int | None = Field(None, ge=1, description="wait until this many inputs have a result (at most --wait-s)")
     wait_s: float = Field(60.0, gt=0, description="how long to wait for --expect results")
@@ -111,15 +114,19 @@ def render(s: Summary, run_dir: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def read_results(bootstrap: str, topic: str, *, source: str | None, expect: int | None, wait_s: float) -> list[dict[str, Any]]:
-    """Every result on ``topic`` up to its end; with ``expect``, keep reading until that many distinct inputs or ``wait_s``."""
-    from kafka import KafkaConsumer, TopicPartition
+def read_results(kafka: KafkaSettings | str, topic: str, *, source: str | None, expect: int | None, wait_s: float) -> list[dict[str, Any]]:
+    """Every result on ``topic`` up to its end; with ``expect``, keep reading until that many distinct inputs or ``wait_s``.
+    ``kafka``: the broker settings, or a bare ``host:port`` list for a PLAINTEXT broker."""
+    from kafka import TopicPartition
     from kafka.errors import KafkaError
 
+    from ganomaly.connections.kafka import as_kafka, make_consumer
     from ganomaly.errors import UserError
 
+    kafka = as_kafka(kafka)
+    bootstrap = kafka.bootstrap_servers
     try:
-        c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None, request_timeout_ms=10000)
+        c = make_consumer(kafka.config(), group_id=None, request_timeout_ms=10000)
     except KafkaError as e:
         msg = f"cannot reach the broker at {bootstrap}: {e}"
         raise UserError(msg) from e
@@ -149,7 +156,7 @@ def read_results(bootstrap: str, topic: str, *, source: str | None, expect: int 
 
 
 def run(s: DemoSummarySettings) -> int:
-    results = read_results(s.bootstrap_servers, s.results_topic, source=s.source, expect=s.expect, wait_s=s.wait_s)
+    results = read_results(s.kafka, s.results_topic, source=s.source, expect=s.expect, wait_s=s.wait_s)
     summary = summarise(results)
     print(render(summary, s.run_dir))
     if s.out is not None:

