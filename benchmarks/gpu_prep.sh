@@ -21,7 +21,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY_V
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --platform any \
     -d .whl "${WHEELS[@]}"
-DATA_DIR="${GANOMALY_DATA_DIR:-/usr/share/datasets/fashion-mnist}"
+DATA_DIR="${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
 [ -f "$DATA_DIR/train-images-idx3-ubyte.gz" ] || apt-get install -y dataset-fashion-mnist
 rm -rf .data && mkdir -p .data/fashion-mnist && cp "$DATA_DIR"/*-ubyte.gz .data/fashion-mnist/
 du -sh .whl .data

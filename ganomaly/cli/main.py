@@ -8,8 +8,10 @@ and the light commands (feedback, models, alerts, stack) start without importing
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +143,38 @@ def _check_log_level(level: str) -> None:
         raise UserError(msg)
 
 
+# Variables of ours that no settings class reads: the demo script's and the tests' own knobs.
+RESERVED_ENV_PREFIXES = ("GANOMALY_DEMO_", "GANOMALY_TEST_")
+
+
+def check_environment(own: type) -> None:
+    """A ``GANOMALY_*`` variable that no command reads is a typo (``GANOMALY_BOOTSTRAP_SERVER``) that would
+    otherwise be ignored without a word, the default used instead: one error naming it and the closest name."""
+    from ganomaly.connections.compose import env_names, renamed
+
+    ours = {k for k in os.environ if k.startswith("GANOMALY_") and not k.startswith(RESERVED_ENV_PREFIXES)}
+    rest = ours - env_names(own)
+    if not rest:
+        return
+    known: set[str] = set()
+    old: dict[str, str] = {}
+    for cmd in COMMANDS.values():  # only now every settings class is imported (no torch: they are torch-free)
+        cls = _load(cmd.settings)
+        known |= env_names(cls)
+        old |= renamed(cls)
+    problems = []
+    for name in sorted(rest - known):
+        if name in old:
+            problems.append(f"{name} is now {old[name]}")
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        problems.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    if problems:
+        msg = f"unknown environment variable{'s' if len(problems) > 1 else ''}: {', '.join(problems)}; no ganomaly command reads " \
+              f"{'them' if len(problems) > 1 else 'it'} (names starting {' or '.join(RESERVED_ENV_PREFIXES)} are left to scripts)"
+        raise UserError(msg)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     parser, table = build_parser(args)
@@ -155,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = settings_from_args(cls, ns)
+        check_environment(cls)
         level = str(getattr(settings, "log_level", "info"))
         _check_log_level(level)
         from ganomaly.log import configure_logging

@@ -46,6 +46,15 @@ def env_name(cls: type[BaseSettings], name: str) -> str:
     return f"{cls.model_config.get('env_prefix', '')}{name.upper()}"
 
 
+def env_names(cls: type[BaseSettings]) -> set[str]:
+    """Every env variable ``cls`` reads, its blocks' included."""
+    composed = blocks(cls)
+    out: set[str] = set()
+    for name in cls.model_fields:
+        out |= env_names(composed[name]) if name in composed else {env_name(cls, name)}
+    return out
+
+
 def renamed(cls: type[BaseSettings]) -> dict[str, str]:
     """Per-process env names of shared settings (``GANOMALY_TRAINER_BOOTSTRAP_SERVERS``) -> the shared name now read."""
     prefix = cls.model_config.get("env_prefix", "")
