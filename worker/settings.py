@@ -17,6 +17,7 @@ from pydantic_settings import SettingsConfigDict
 from ganomaly.connections.compose import ConnectedSettings, shared_env
 from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.connections.redis import RedisSettings
+from ganomaly.settings import LogLevel
 
 
 def _default_worker_id() -> str:
@@ -101,7 +102,7 @@ class WorkerSettings(ConnectedSettings):
     # exit code 2 past it, so an orchestrator shows a crash loop with its reason; an outage after
     # start-up is waited out however long it lasts
     connect_timeout_s: float = Field(120.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
-    log_level: str = "info"
+    log_level: LogLevel = "info"
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:

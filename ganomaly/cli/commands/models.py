@@ -36,6 +36,9 @@ def run_models(s: ModelsSettings) -> int:
     from ganomaly.errors import UserError
     from ganomaly.registry import ModelStore, RedisPointer, Registry
 
+    if s.action == "promote" and not s.version:
+        msg = "promote needs a version: ganomaly models promote VERSION (ganomaly models list shows them)"
+        raise UserError(msg)
     if s.action != "add" and not s.model_store.is_dir():
         # ModelStore() would create it: a mistyped path would list nothing and look like an empty registry
         msg = f"model store {s.model_store} does not exist; check --model-store (env GANOMALY_MODEL_STORE)"
@@ -45,9 +48,6 @@ def run_models(s: ModelsSettings) -> int:
         raise UserError(msg)
     if s.action == "add" and s.artifact is None:
         msg = "--artifact is required with add"
-        raise UserError(msg)
-    if s.action == "promote" and not s.version:
-        msg = "promote needs a version: ganomaly models promote VERSION (ganomaly models list shows them)"
         raise UserError(msg)
     if s.action == "add" and s.artifact is not None:
         from ganomaly.artifact import load_artifact
