@@ -18,7 +18,7 @@ from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.data.layout import detect_layout
 from ganomaly.settings import LogLevel
 from producers.publisher import ImagePublisher
-from producers.sources import Item, folder_files, from_files, from_idx, labelled_mix
+from producers.sources import IMAGE_SUFFIXES, Item, folder_files, from_files, from_idx, labelled_mix
 
 
 class ProduceSettings(ConnectedSettings):
@@ -45,7 +45,7 @@ class ProduceSettings(ConnectedSettings):
                                                                         "and normals for the rest (an inspection line)")
     shuffle: bool = False
     seed: int = 0
-    progress: bool = True
+    progress: bool = Field(True, description="a progress bar on stderr once the broker answers, when stderr is a terminal")
     connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
 
@@ -72,12 +72,19 @@ def _items(s: ProduceSettings, skipped: list[str]) -> tuple[int, Any]:
             msg = f"{s.path} is not a directory"
             raise UserError(msg)
         files, base = folder_files(s.path), s.path
+        if not files:  # said before connecting: a run that sends nothing is a wrong path, not a success
+            looked = s.path / "test" if detect_layout(s.path) == "mvtec" else s.path
+            msg = f"no images in {looked} or its subfolders (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+            raise UserError(msg)
     else:
         try:
             files = [Path(line.strip()) for line in s.path.read_text().splitlines() if line.strip()]
         except OSError as e:
             msg = f"cannot read the file list {s.path}: {e}"
             raise UserError(msg) from e
+        if not files:
+            msg = f"the file list {s.path} names no files"
+            raise UserError(msg)
         base = None
     if s.shuffle:
         files = [files[i] for i in np.random.default_rng(s.seed).permutation(len(files))]
@@ -109,8 +116,10 @@ def run(s: ProduceSettings) -> int:
     skipped: list[str] = []
     total, items = _items(s, skipped)
     t0 = time.monotonic()
-    bar = tqdm(total=total, unit="img", disable=not s.progress, dynamic_ncols=True)
     with ImagePublisher(s.kafka, s.topic, compression=s.compression, connect_timeout_s=s.connect_timeout_s) as pub:
+        # Drawn once the broker answered (an error line then starts its own line), and only on a terminal
+        # (disable=None): redirected output gets the summary line, not carriage-return redraws.
+        bar = tqdm(total=total, unit="img", disable=None if s.progress else True, dynamic_ncols=True)
         for i, it in enumerate(items):
             if s.rate:
                 delay = t0 + i / s.rate - time.monotonic()

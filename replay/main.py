@@ -111,6 +111,7 @@ def run(s: ReplaySettings) -> dict[str, Any]:
         msg = f"--eval-topic {s.eval_topic} is a production topic; replays never write there"
         raise UserError(msg)
     wait_for_kafka(StartupWait(s.connect_timeout_s), s.kafka)  # the readers below then connect at once
+    topics = _check_selection(s, parts, stretch)
     t0 = time.perf_counter()
     account = StretchAccount(s.topic)
     records = read_stretch(common, s.topic, stretch, partitions=parts, idle_ms=s.idle_ms, max_records=s.max_records, account=account)
@@ -141,10 +142,11 @@ def run(s: ReplaySettings) -> dict[str, Any]:
         whole = Stretch()  # the whole results / DLQ topics: results can lag their inputs arbitrarily
         results_read, dead_read = StretchAccount(s.results_topic), StretchAccount(s.dlq_topic)
         results = read_stretch(common, s.results_topic, whole, idle_ms=s.idle_ms, account=results_read)
+        # No dead-letter topic: nothing was dead-lettered (and it is not read: a broker that auto-creates topics would create it).
         try:
-            dead = list(read_stretch(common, s.dlq_topic, whole, idle_ms=s.idle_ms, account=dead_read))
+            dead = list(read_stretch(common, s.dlq_topic, whole, idle_ms=s.idle_ms, account=dead_read)) if s.dlq_topic in topics else []
         except UserError:
-            dead = []  # no dead-letter topic: nothing was dead-lettered
+            dead = []
         rows, missing, dead_counts, dups = audit(inputs, results, dead)
         reads += [results_read, dead_read]
         seen = sorted({v for r in rows for v in r.scores})
@@ -173,6 +175,55 @@ def run(s: ReplaySettings) -> dict[str, Any]:
     print(json.dumps(_brief(out), default=str))
     _warn_incomplete(out, account)
     return out
+
+
+def _check_selection(s: ReplaySettings, parts: list[int] | None, stretch: Any) -> set[str]:
+    """Refuse, before anything is read, a topic the broker lacks and a partition the topic lacks; returns the broker's topics.
+
+    Asked of the topic list, which creates nothing: a consumer's metadata request for a missing topic
+    makes a broker with auto-creation on (Apache Kafka's default) create it empty, and the replay then
+    reported a complete stretch of 0 records. A partition named in --partitions or the offsets that the
+    topic lacks was silently skipped, and the whole topic replayed.
+    """
+    from ganomaly.connections.kafka import make_admin
+
+    admin = make_admin(s.kafka.config())
+    try:
+        topics = set(admin.list_topics())
+        named = [(s.topic, "--topic")] + ([(s.results_topic, "--results-topic, read in audit mode")] if s.mode == "audit" else [])
+        for name, flag in named:
+            if name not in topics:
+                raise UserError(_no_topic(name, flag, s.kafka.bootstrap_servers, topics))
+        (described,) = admin.describe_topics([s.topic])
+        have = sorted(p["partition_index"] for p in described["partitions"])
+    finally:
+        admin.close()
+    span = f"0-{have[-1]}" if have == list(range(len(have))) and len(have) > 1 else ",".join(map(str, have))
+    offsets = [(flag, sorted(o)) for flag, o in (("--start-offsets", stretch.start_offsets), ("--end-offsets", stretch.end_offsets))
+               if isinstance(o, dict)]
+    for flag, asked in [("--partitions", parts or []), *offsets]:
+        if missing := [p for p in asked if p not in have]:
+            msg = (f"{flag} names partition{'s' if len(missing) > 1 else ''} {','.join(map(str, missing))}, but topic {s.topic!r} "
+                   f"has partition{'s' if len(have) > 1 else ''} {span}")
+            raise UserError(msg)
+    for flag, asked in offsets if parts else []:
+        if left_out := [p for p in asked if p not in parts]:
+            msg = f"{flag} names partition{'s' if len(left_out) > 1 else ''} {','.join(map(str, left_out))}, which --partitions {s.partitions} leaves out"
+            raise UserError(msg)
+    return topics
+
+
+def _no_topic(name: str, flag: str, bootstrap: str, topics: set[str], shown: int = 5) -> str:
+    """One line: the missing topic, and a few of those the broker has, the names closest to the typo first (internal ones left out)."""
+    from difflib import get_close_matches
+
+    have = sorted(t for t in topics if not t.startswith("__"))
+    if not have:
+        return f"topic {name!r} ({flag}) does not exist on {bootstrap}, which has no topics"
+    close = get_close_matches(name, have, n=shown, cutoff=0.6)
+    have = close + [t for t in have if t not in close]
+    more = f" and {len(have) - shown} more" if len(have) > shown else ""
+    return f"topic {name!r} ({flag}) does not exist on {bootstrap}; it has {', '.join(have[:shown])}{more}"
 
 
 def _plots(s: ReplaySettings, rows: list[Any], out: dict[str, Any], versions: list[str]) -> list[str]:

@@ -156,7 +156,9 @@ class AlertsSettings(ConnectedSettings):
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
     follow: bool = Field(False, description="keep printing new alerts as they arrive")
-    count: int = Field(20, ge=1, description="how many recent alerts to print first")
+    count: int | None = Field(None, ge=1, description="the most alerts printed in all: the most recent ones first, then with --follow "
+                                                     "new ones until this many are printed",
+                              json_schema_extra={"default_help": "the 20 most recent, then with --follow every new one"})
     seconds: float | None = Field(None, gt=0, description="with --follow: stop after this long")
     connect_timeout_s: float = Field(30.0, ge=0, description="how long start-up waits for the broker and Redis before exiting with an error")
     log_level: LogLevel = "warning"
@@ -183,14 +185,20 @@ def run_alerts(s: AlertsSettings) -> int:
             last = eid.decode()
         return last
 
-    last = show(list(reversed(r.xrevrange(key, count=s.count))))
-    if not s.follow:
+    backlog = list(reversed(r.xrevrange(key, count=s.count or 20)))
+    last = show(backlog)
+    left = None if s.count is None else s.count - len(backlog)  # --count bounds backlog and followed alerts together
+    if not s.follow or left == 0:
         return 0
     last = last if last != "0" else "$"
     deadline = time.monotonic() + s.seconds if s.seconds else None
     while deadline is None or time.monotonic() < deadline:
-        got = r.xread({key: last}, block=500, count=100)
+        got = r.xread({key: last}, block=500, count=100 if left is None else min(100, left))
         for _, entries in got:
             last = show(entries)
+            if left is not None:
+                left -= len(entries)
+                if left <= 0:
+                    return 0
     return 0
 
