@@ -74,7 +74,7 @@ COMMANDS: dict[str, Command] = {
                      "ganomaly.cli.commands.stack:run", positional=("action",)),
     "alerts": Command("print alerts from the Redis stream (optionally follow)", "ganomaly.cli.commands.stack:AlertsSettings",
                       "ganomaly.cli.commands.stack:run_alerts",
-                      description="Print the most recent alerts from the workers' Redis alert stream, one JSON line each; "
+                      description="Print the most recent alerts from the workers' Redis alert stream, one line each (id, severity, source, score); "
                                   "--follow keeps printing new ones as they arrive."),
     "demo-summary": Command("summarise labelled results in plain language (caught, false alarms, latency)",
                             "ganomaly.cli.commands.demo_summary:DemoSummarySettings", "ganomaly.cli.commands.demo_summary:run"),
