@@ -27,6 +27,7 @@ import structlog
 from kafka import KafkaConsumer, TopicPartition
 
 from ganomaly.connections.kafka import make_consumer
+from ganomaly.connections.offsets import fixed_ends
 from ganomaly.errors import UserError
 
 log = structlog.get_logger(__name__)
@@ -115,22 +116,6 @@ def parse_offsets(spec: str | None) -> dict[int, int] | int | None:
         raise UserError(msg) from e
 
 
-def _fixed_ends(c: KafkaConsumer, tps: list[TopicPartition], timeout_s: float) -> dict[TopicPartition, int]:
-    """Each partition's end now: the larger of ListOffsets and the high watermark of a fetch from there."""
-    listed = c.end_offsets(tps)
-    for tp in tps:
-        c.seek(tp, listed[tp])
-    deadline = time.monotonic() + timeout_s
-    # The records this returns (the tail Tansu's ListOffsets left out) are read again later, from the start.
-    while any(c.highwater(tp) is None for tp in tps):
-        if time.monotonic() > deadline:
-            missing = sorted(tp.partition for tp in tps if c.highwater(tp) is None)
-            msg = f"topic {tps[0].topic}: no fetch answer for partitions {missing} within {timeout_s:.0f}s, so their end is unknown"
-            raise UserError(msg)
-        c.poll(timeout_ms=200, update_offsets=False)
-    return {tp: max(listed[tp], c.highwater(tp)) for tp in tps}
-
-
 def read_stretch(common: dict[str, Any], topic: str, stretch: Stretch, *, partitions: list[int] | None = None,
                  idle_ms: int = 30_000, max_records: int | None = None, account: StretchAccount | None = None) -> Iterator[Any]:
     """Yield ConsumerRecords of the stretch, partition-interleaved, in offset order per partition."""
@@ -144,7 +129,7 @@ def read_stretch(common: dict[str, Any], topic: str, stretch: Stretch, *, partit
         c.assign(tps)
         acct = account if account is not None else StretchAccount(topic)
         acct.topic = topic
-        ends = _fixed_ends(c, tps, timeout_s=max(idle_ms / 1000, 10.0))
+        ends = fixed_ends(c, tps, timeout_s=max(idle_ms / 1000, 10.0))
         starts: dict[TopicPartition, int | None] = dict(c.beginning_offsets(tps))
         if stretch.start_ms is not None:
             found = c.offsets_for_times({tp: stretch.start_ms for tp in tps})

@@ -7,23 +7,28 @@ from collections import defaultdict
 from typing import Any
 
 import structlog
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from ganomaly.connections.kafka import KafkaSettings, make_consumer
+from ganomaly.connections.offsets import partition_ranges
 from ganomaly.connections.startup import StartupWait, connect_kafka
 from ganomaly.contracts.messages import Feedback
+from ganomaly.errors import UserError
 from trainer.normal_set import NormalSet
 
 log = structlog.get_logger("trainer.ingest")
 
 
 def ingest_feedback(kafka: KafkaSettings, topic: str, group_id: str, ns: NormalSet, *, idle_ms: int = 2000,
-                    wait: StartupWait | None = None) -> dict[str, int]:
+                    wait: StartupWait | None = None) -> dict[str, Any]:
     """Consume new verdicts (committing only after the index is saved) and fetch missing bytes.
 
+    Returns counts by outcome ("new", "updated", ..., "fetched", "unavailable") and, under
+    "unavailable_reasons", how many images could not be had for each reason.
     ``wait`` bounds how long the broker is waited for (default: 30 s)."""
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[str, Any] = defaultdict(int)
+    unavailable: dict[str, int] = {}  # why -> how many
     c = connect_kafka(wait or StartupWait(30.0), kafka, lambda cfg: make_consumer(
         cfg, topic, group_id=group_id, session_timeout_ms=6000, heartbeat_interval_ms=1000))
     try:
@@ -38,7 +43,12 @@ def ingest_feedback(kafka: KafkaSettings, topic: str, group_id: str, ns: NormalS
                 try:
                     fb = Feedback.model_validate_json(r.value)
                     ref = fb.ref()
-                    counts[ns.upsert(fb.subject, fb.verdict, fb.at_ms, fb.by, ref.model_dump() if ref else None)] += 1
+                    if ref is None:  # an image id alone: nothing says where its bytes are, so it can never be trained on
+                        unavailable["no input coordinates"] = unavailable.get("no input coordinates", 0) + 1
+                        log.warning("feedback_image_unavailable", subject=fb.subject, reason="no input coordinates",
+                                    partition=r.partition, offset=r.offset)
+                        continue
+                    counts[ns.upsert(fb.subject, fb.verdict, fb.at_ms, fb.by, ref.model_dump())] += 1
                 except (ValidationError, ValueError) as e:
                     counts["invalid"] += 1
                     log.warning("invalid_feedback", partition=r.partition, offset=r.offset, error=str(e)[:200])
@@ -49,8 +59,12 @@ def ingest_feedback(kafka: KafkaSettings, topic: str, group_id: str, ns: NormalS
             if last is None and time.monotonic() - started > 60:
                 log.warning("feedback_group_not_assigned", topic=topic, group_id=group_id)
                 break
-        fetched, unavailable = fetch_missing(kafka.config(), ns)
-        counts["fetched"], counts["unavailable"] = fetched, unavailable
+        fetched, reasons = fetch_missing(kafka.config(), ns)
+        for why, n in reasons.items():
+            unavailable[why] = unavailable.get(why, 0) + n
+        counts["fetched"], counts["unavailable"] = fetched, sum(unavailable.values())
+        if unavailable:
+            counts["unavailable_reasons"] = unavailable
         ns.save()
         c.commit()  # only now: the verdicts are durable in the index
     finally:
@@ -58,41 +72,71 @@ def ingest_feedback(kafka: KafkaSettings, topic: str, group_id: str, ns: NormalS
     return dict(counts)
 
 
-def fetch_missing(common: dict[str, Any], ns: NormalSet, timeout_s: float = 20.0) -> tuple[int, int]:
-    """Assign + seek for each referenced record; returns (fetched, unavailable)."""
-    want: dict[TopicPartition, dict[int, str]] = defaultdict(dict)
+def fetch_missing(common: dict[str, Any], ns: NormalSet, timeout_s: float = 20.0) -> tuple[int, dict[str, int]]:
+    """Assign + seek for each referenced record; returns (fetched, {why unavailable: how many}).
+
+    A verdict whose coordinates name a missing topic or partition, or an offset outside the partition's
+    records (deleted by retention, or past its end), is unavailable at once, its reason logged and kept in
+    the index; only the records that exist are waited for, up to ``timeout_s`` per partition."""
+    want: dict[str, dict[int, dict[int, str]]] = defaultdict(lambda: defaultdict(dict))
     for e in ns.missing_bytes():
         ref = e.ref or {}
-        want[TopicPartition(ref["topic"], int(ref["partition"]))][int(ref["offset"])] = e.subject
+        want[str(ref["topic"])][int(ref["partition"])][int(ref["offset"])] = e.subject
     if not want:
-        return 0, 0
+        return 0, {}
+    unavailable: dict[str, int] = defaultdict(int)
+
+    def give_up(subject: str, reason: str) -> None:
+        unavailable[reason] += 1
+        ns.set_unavailable(subject, reason)
+        log.warning("feedback_image_unavailable", subject=subject, reason=reason)
+
     c = make_consumer(common, group_id=None)
     fetched = 0
     try:
-        for tp, offsets in want.items():
-            c.assign([tp])
-            begin = c.beginning_offsets([tp])[tp]
-            remaining = dict(offsets)
-            for off in sorted(remaining):
-                if off < begin:  # deleted by retention
-                    remaining.pop(off)
-            if not remaining:
-                continue
-            c.seek(tp, min(remaining))
-            deadline = time.monotonic() + timeout_s
-            while remaining and time.monotonic() < deadline:
-                for r in c.poll(timeout_ms=300).get(tp, []):
-                    subj = remaining.pop(r.offset, None)
-                    if subj is not None:
-                        ns.put_bytes(subj, r.value or b"")
-                        fetched += 1
-                if remaining and c.position(tp) > max(remaining):
-                    break
+        for topic, parts in want.items():
+            try:
+                ranges = partition_ranges(c, topic, set(parts))
+            except UserError as err:  # no fetch answer: the partitions' ends are unknown
+                ranges = dict.fromkeys(parts, f"no answer from the broker ({err})")
+            for part, offsets in parts.items():
+                span = ranges[part]
+                if isinstance(span, str):
+                    for subj in offsets.values():
+                        give_up(subj, span)
+                    continue
+                begin, end = span
+                remaining = dict(offsets)
+                for off in sorted(remaining):
+                    if off < begin:
+                        give_up(remaining.pop(off), "deleted by retention" if off >= 0 else "negative offset")
+                    elif off >= end:
+                        give_up(remaining.pop(off), f"past the partition's end ({end})")
                 if remaining:
-                    nxt = min(remaining)
-                    if c.position(tp) < nxt - 500:  # sparse offsets: jump instead of reading through
-                        c.seek(tp, nxt)
+                    fetched += _fetch(c, TopicPartition(topic, part), remaining, ns, timeout_s)
+                for subj in remaining.values():
+                    give_up(subj, f"not fetched within {timeout_s:.0f}s")
     finally:
         c.close()
-    total = sum(len(v) for v in want.values())
-    return fetched, total - fetched
+    return fetched, dict(unavailable)
+
+
+def _fetch(c: KafkaConsumer, tp: TopicPartition, remaining: dict[int, str], ns: NormalSet, timeout_s: float) -> int:
+    """Read the ``remaining`` offsets of ``tp`` (popping each one read) into ``ns``; returns how many."""
+    fetched = 0
+    c.assign([tp])
+    c.seek(tp, min(remaining))
+    deadline = time.monotonic() + timeout_s
+    while remaining and time.monotonic() < deadline:
+        for r in c.poll(timeout_ms=300).get(tp, []):
+            subj = remaining.pop(r.offset, None)
+            if subj is not None:
+                ns.put_bytes(subj, r.value or b"")
+                fetched += 1
+        if remaining and c.position(tp) > max(remaining):
+            break
+        if remaining:
+            nxt = min(remaining)
+            if c.position(tp) < nxt - 500:  # sparse offsets: jump instead of reading through
+                c.seek(tp, nxt)
+    return fetched

@@ -2,7 +2,7 @@
 
     DIR/items/normal/<subject-hash>.img     image bytes as they were on the input topic
     DIR/items/anomaly/<subject-hash>.img
-    DIR/index.json                          subject -> verdict, at_ms, by, ref, file, trained
+    DIR/index.json                          subject -> verdict, at_ms, by, ref, file, trained, unavailable
 The latest verdict per subject wins (by verdict time): a retraction moves the file.
 Writes of the index are atomic (temporary file, then rename).
 """
@@ -26,6 +26,7 @@ class Entry:
     ref: dict[str, Any] | None
     file: str | None  # relative to DIR; None while the bytes could not be fetched
     trained: bool = False
+    unavailable: str | None = None  # why the bytes could not be fetched at the last try (retried each run)
 
 
 class NormalSet:
@@ -72,7 +73,10 @@ class NormalSet:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
-        e.file = str(path.relative_to(self.root))
+        e.file, e.unavailable = str(path.relative_to(self.root)), None
+
+    def set_unavailable(self, subject: str, reason: str) -> None:
+        self.entries[subject].unavailable = reason
 
     def read(self, e: Entry) -> bytes:
         assert e.file is not None

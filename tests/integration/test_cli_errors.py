@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ganomaly.connections.kafka import ensure_topics
+from ganomaly.connections.kafka import ensure_topics, make_producer
 from ganomaly.data.idx import load_split
 from ganomaly.devstack import free_port
 from producers import encode_png
@@ -91,6 +91,9 @@ CASES: list[Case] = [
     ("bad list shape", lambda i, o: ["bench", "model", "--shapes", "32x1,33x1"], "shape '33x1'"),
     ("bad partition list", lambda i, o: ["replay", "--partitions", "0,x"], "--partitions"),
     ("bad result id", lambda i, o: ["feedback", "--verdict", "normal", "--result-id", "images:3"], "bad result id 'images:3'"),
+    ("negative offset in result id", lambda i, o: ["feedback", "--verdict", "normal", "--result-id", "images:0:-5"], "bad result id 'images:0:-5'"),
+    ("image id alone", lambda i, o: ["feedback", "--verdict", "anomaly", "--image-id", "f003.jpg"],
+     "--image-id 'f003.jpg' alone cannot be used: the trainer fetches the image by its input coordinates, so give --result-id"),
     ("unknown flag", lambda i, o: ["feedback", "--verdict", "normal", "--result-ids", "images:3:1234"],
      "unrecognized arguments: --result-ids images:3:1234 (see 'ganomaly feedback --help')"),
     ("missing required", lambda i, o: ["feedback", "--result-id", "images:3:1234"], "--verdict (env GANOMALY_FEEDBACK_VERDICT) is required"),
@@ -128,6 +131,14 @@ def test_few_held_out_images_warn_with_their_count(inputs: Inputs, tmp_path: Pat
 def test_feedback_result_ids_as_the_readme_and_help_write_them(broker: str) -> None:
     topic = f"feedback-{uuid.uuid4().hex[:8]}"
     ensure_topics({"bootstrap_servers": [broker]}, [topic], 1)
+    # feedback checks that each judged input exists: the README's ids name records of an `images` topic of 4 partitions
+    ensure_topics({"bootstrap_servers": [broker]}, ["images"], 4)
+    prod = make_producer({"bootstrap_servers": [broker]})
+    for partition, n in ((0, 3), (1, 6), (3, 1235)):
+        for i in range(n):
+            prod.send("images", value=b"%d" % i, partition=partition)
+    prod.flush()
+    prod.close()
     common = ["feedback", "--bootstrap-servers", broker, "--topic", topic]
     done = ganomaly(*common, "--verdict", "normal", "--result-id", "images:3:1234")  # the README's form
     assert done.returncode == 0, done.stderr

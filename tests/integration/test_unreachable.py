@@ -129,7 +129,7 @@ def test_one_shot_commands_give_up_after_their_bound_with_one_error_line(command
                                                                          tmp_path: Path) -> None:
     closed = _closed_port()
     args = {
-        "feedback": ["feedback", "--bootstrap-servers", closed, "--verdict", "normal", "--image-id", "x"],
+        "feedback": ["feedback", "--bootstrap-servers", closed, "--verdict", "normal", "--result-id", "images:0:0"],
         "produce": ["produce", "--bootstrap-servers", closed, "--data-dir", str(FMNIST), "--count", "5", "--no-progress"],
         "replay": ["replay", "--bootstrap-servers", closed, "--model", str(tiny_model)],
         # Redis answers: the trainer gets as far as the broker
@@ -162,7 +162,7 @@ def test_trainer_logs_its_attempts_as_json_at_its_default_level(redis_url: str, 
 def test_a_port_that_is_not_a_broker_gives_kafka_pythons_reason_in_the_one_line(redis_url: str) -> None:
     """Something listens but is no broker (here: Redis): kafka-python's reason, not its dozen lines."""
     redis_port = redis_url.rsplit(":", 1)[1].split("/")[0]
-    rc, _, err, _ = _one_shot(["feedback", "--bootstrap-servers", f"127.0.0.1:{redis_port}", "--verdict", "normal", "--image-id", "x"])
+    rc, _, err, _ = _one_shot(["feedback", "--bootstrap-servers", f"127.0.0.1:{redis_port}", "--verdict", "normal", "--result-id", "images:0:0"])
     assert rc == 2 and err.count("\n") == 1, err
     assert err.startswith(f"error: cannot reach the Kafka broker at 127.0.0.1:{redis_port} after 3 s (KafkaTimeoutError"), err
 
