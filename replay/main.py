@@ -71,6 +71,9 @@ class ReplaySettings(ConnectedSettings):
     eval_topic: str | None = Field(None, description="also write the rescored results here (never a production topic)")
     report: Path | None = Field(None, description="JSON report path (plots are written next to it)")
     scores: Path | None = Field(None, description="per-record CSV (id,label,score per model)")
+    contact_sheet: Path | None = Field(None, description="rescore mode: a PNG of the --sheet-top records the model scored highest, each "
+                                                         "beside its anomaly map")
+    sheet_top: int = Field(24, ge=1, le=200, description="how many records the contact sheet shows")
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
     amp: Amp | None = None
@@ -83,6 +86,9 @@ class ReplaySettings(ConnectedSettings):
         # said before anything is imported or connected: a forgotten --model is a typo, not a run
         if self.mode == "rescore" and self.model is None:
             msg = "--model is required in rescore mode (--mode audit reads what the workers decided)"
+            raise ValueError(msg)
+        if self.mode != "rescore" and self.contact_sheet is not None:
+            msg = "--contact-sheet goes with --mode rescore (it draws the model's anomaly maps)"
             raise ValueError(msg)
         return self
 
@@ -137,6 +143,12 @@ def run(s: ReplaySettings) -> dict[str, Any]:
                 "decode_plus_score_records_per_s": round(len(rows) / max(timing["decode_s"] + timing["score_s"], 1e-9), 1)}}
         if s.eval_topic:
             _write_eval(s, rows, models)
+        if s.contact_sheet is not None:
+            from replay.sheet import write_top_sheet
+
+            art0, _, thr0 = models[0]
+            shown = write_top_sheet(s.contact_sheet, rows, art0, thr0, s.kafka, s.topic, n=s.sheet_top, device=device)
+            out["contact_sheet"] = {"path": str(s.contact_sheet) if shown else None, "shown": shown}
     else:
         inputs = list(records)
         whole = Stretch()  # the whole results / DLQ topics: results can lag their inputs arbitrarily

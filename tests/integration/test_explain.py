@@ -127,3 +127,35 @@ def test_what_cannot_be_explained_is_one_error_line(broker: str, tiny_model: Pat
         assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ") and said in p.stderr, (said, p.stderr)
         assert p.stdout == ""
     assert not (tmp_path / "o").exists()
+
+
+def test_replay_draws_the_top_scored_records_beside_their_maps(broker: str, trouser_model: Path, patched_trousers: list[bytes],
+                                                                tmp_path: Path) -> None:
+    topics = Topics(broker, partitions=2)
+    images, labels = load_split(FMNIST, "t10k")
+    with ImagePublisher(broker, topics.input) as pub:
+        for i, data in enumerate([*patched_trousers, *(encode_png(a) for a in images[labels == 1][10:14])]):
+            pub.publish(data, key=f"k{i}")
+    sheet, report, csv = tmp_path / "top.png", tmp_path / "r.json", tmp_path / "s.csv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GANOMALY_")}
+    p = subprocess.run([sys.executable, "-m", "ganomaly", "replay", "--mode", "rescore", "--topic", topics.input, "--model", str(trouser_model),
+                        "--bootstrap-servers", broker, "--report", str(report), "--scores", str(csv), "--contact-sheet", str(sheet),
+                        "--sheet-top", "3", "--idle-ms", "5000"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(report.read_text())["contact_sheet"] == {"path": str(sheet), "shown": 3}
+    im = Image.open(sheet)
+    assert im.size == (3 * 2 * 160, 160 + 16)
+    # the first tile is the record scored highest in the CSV, read back from its partition
+    rows = [line.split(",") for line in csv.read_text().splitlines()[1:]]
+    best = max(rows, key=lambda r: float(r[-1]))
+    topic, part, off = best[0].rsplit(":", 2)
+    from ganomaly.connections.kafka import as_kafka
+    from ganomaly.connections.records import fetch_record
+
+    want = Image.open(io.BytesIO(fetch_record(as_kafka(broker), topic, int(part), int(off)))).convert("RGB").resize((160, 160), Image.Resampling.NEAREST)
+    assert np.abs(np.asarray(im.crop((0, 0, 160, 160)), dtype=np.int16) - np.asarray(want, dtype=np.int16)).mean() < 3.0
+
+    audit = subprocess.run([sys.executable, "-m", "ganomaly", "replay", "--mode", "audit", "--topic", topics.input, "--bootstrap-servers", broker,
+                            "--contact-sheet", str(tmp_path / "no.png")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert audit.returncode == 2 and audit.stderr.count("\n") == 1 and "--contact-sheet goes with --mode rescore" in audit.stderr, audit.stderr
