@@ -7,14 +7,12 @@ from collections import defaultdict
 from typing import Any
 
 import structlog
-from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from ganomaly.connections.kafka import KafkaSettings, make_consumer
-from ganomaly.connections.offsets import partition_ranges
+from ganomaly.connections.records import fetch_records
 from ganomaly.connections.startup import StartupWait, connect_kafka
 from ganomaly.contracts.messages import Feedback
-from ganomaly.errors import UserError
 from trainer.normal_set import NormalSet
 
 log = structlog.get_logger("trainer.ingest")
@@ -95,48 +93,14 @@ def fetch_missing(common: dict[str, Any], ns: NormalSet, timeout_s: float = 20.0
     fetched = 0
     try:
         for topic, parts in want.items():
-            try:
-                ranges = partition_ranges(c, topic, set(parts))
-            except UserError as err:  # no fetch answer: the partitions' ends are unknown
-                ranges = dict.fromkeys(parts, f"no answer from the broker ({err})")
-            for part, offsets in parts.items():
-                span = ranges[part]
-                if isinstance(span, str):
-                    for subj in offsets.values():
-                        give_up(subj, span)
-                    continue
-                begin, end = span
-                remaining = dict(offsets)
-                for off in sorted(remaining):
-                    if off < begin:
-                        give_up(remaining.pop(off), "deleted by retention" if off >= 0 else "negative offset")
-                    elif off >= end:
-                        give_up(remaining.pop(off), f"past the partition's end ({end})")
-                if remaining:
-                    fetched += _fetch(c, TopicPartition(topic, part), remaining, ns, timeout_s)
-                for subj in remaining.values():
-                    give_up(subj, f"not fetched within {timeout_s:.0f}s")
+            got = fetch_records(c, topic, {part: set(offsets) for part, offsets in parts.items()}, timeout_s)
+            for (part, off), value in got.items():
+                subject = parts[part][off]
+                if isinstance(value, str):
+                    give_up(subject, value)
+                else:
+                    ns.put_bytes(subject, value)
+                    fetched += 1
     finally:
         c.close()
     return fetched, dict(unavailable)
-
-
-def _fetch(c: KafkaConsumer, tp: TopicPartition, remaining: dict[int, str], ns: NormalSet, timeout_s: float) -> int:
-    """Read the ``remaining`` offsets of ``tp`` (popping each one read) into ``ns``; returns how many."""
-    fetched = 0
-    c.assign([tp])
-    c.seek(tp, min(remaining))
-    deadline = time.monotonic() + timeout_s
-    while remaining and time.monotonic() < deadline:
-        for r in c.poll(timeout_ms=300).get(tp, []):
-            subj = remaining.pop(r.offset, None)
-            if subj is not None:
-                ns.put_bytes(subj, r.value or b"")
-                fetched += 1
-        if remaining and c.position(tp) > max(remaining):
-            break
-        if remaining:
-            nxt = min(remaining)
-            if c.position(tp) < nxt - 500:  # sparse offsets: jump instead of reading through
-                c.seek(tp, nxt)
-    return fetched
