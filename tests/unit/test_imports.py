@@ -1,7 +1,7 @@
 """Imports go one way: the CLI on top, the processes beside each other, the library at the bottom.
 
 - the library ``ganomaly`` (except ``ganomaly.cli``) never imports a process (``worker``,
-  ``trainer``, ``replay``, ``producers``) nor ``ganomaly.cli``;
+  ``trainer``, ``replay``, ``producers``, ``console``) nor ``ganomaly.cli``;
 - a process never imports another process nor ``ganomaly.cli``;
 - ``ganomaly.devstack`` (the local broker, from the ``dev`` extra) is imported by the CLI only.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSES = ("worker", "trainer", "replay", "producers")
+PROCESSES = ("worker", "trainer", "replay", "producers", "console")
 PACKAGES = ("ganomaly", *PROCESSES)
 # ``python -m ganomaly`` is the command line's second door: it belongs to the CLI layer.
 CLI_LAYER = ("ganomaly.cli", "ganomaly.__main__")

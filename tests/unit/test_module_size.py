@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ganomaly", "worker", "trainer", "replay", "producers")
+PACKAGES = ("ganomaly", "worker", "trainer", "replay", "producers", "console")
 LIMIT = 350
 REASON = "Long because:"
 
