@@ -4,7 +4,7 @@ A model version's artifact carries the threshold calibrated on its held-out norm
 (``ganomaly models threshold VERSION --value X``, the console) may set another one for that
 version; it lives in Redis beside the registry pointer:
 
-    {prefix}:model:threshold:{version}   JSON of the latest change for the version (absent: none set, or cleared)
+    {prefix}:model:threshold:{version}   JSON of the latest change for the version (threshold null once cleared)
     {prefix}:model:audit                 stream of every change (who, when, old, new, note), newest last
     {prefix}:model:events                the registry's events stream and pub/sub channel, which also carry the changes
 
@@ -66,17 +66,22 @@ class OperatorThresholds:
     def key(self, version: str) -> str:
         return f"{self.prefix}:model:threshold:{version}"
 
-    def get(self, version: str) -> ThresholdChange | None:
-        """The operator's threshold for ``version``; None when never set or cleared."""
+    def latest(self, version: str) -> ThresholdChange | None:
+        """The latest change for ``version``, a clear included (its ``threshold`` None); None when there never was one."""
         raw = self.r.get(self.key(version))
         return ThresholdChange.from_json(raw) if raw else None
+
+    def get(self, version: str) -> ThresholdChange | None:
+        """The operator's threshold for ``version``; None when never set or cleared."""
+        change = self.latest(version)
+        return change if change is not None and change.threshold is not None else None
 
     def get_many(self, versions: list[str]) -> dict[str, ThresholdChange]:
         """The operator's thresholds of those ``versions`` that have one (one round trip)."""
         if not versions:
             return {}
-        raws = self.r.mget([self.key(v) for v in versions])
-        return {v: ThresholdChange.from_json(raw) for v, raw in zip(versions, raws, strict=True) if raw}
+        changes = (ThresholdChange.from_json(raw) if raw else None for raw in self.r.mget([self.key(v) for v in versions]))
+        return {v: c for v, c in zip(versions, changes, strict=True) if c is not None and c.threshold is not None}
 
     def set(self, version: str, threshold: float, *, by: str, calibrated: float, note: str | None = None) -> ThresholdChange:
         """Set ``version``'s threshold to ``threshold``; ``calibrated`` is its artifact's, the previous value when none was set."""
@@ -95,6 +100,8 @@ class OperatorThresholds:
                     pipe.watch(key)  # "previous" is what was in effect when the change landed, not a value read before a concurrent one
                     raw = pipe.get(key)
                     cur = ThresholdChange.from_json(raw) if raw else None
+                    if cur is not None and cur.threshold is None:
+                        cur = None  # cleared: as if never set
                     if value is None and cur is None:
                         pipe.unwatch()
                         return None
@@ -102,10 +109,7 @@ class OperatorThresholds:
                     change = ThresholdChange(version=version, threshold=value, previous=float(previous), by=by,
                                              at_ms=int(time.time() * 1000), note=note or None)
                     pipe.multi()
-                    if value is None:
-                        pipe.delete(key)
-                    else:
-                        pipe.set(key, change.to_json())
+                    pipe.set(key, change.to_json())  # a clear too: a worker then logs who cleared it
                     pipe.xadd(self.audit_key, {"change": change.to_json()}, maxlen=AUDIT_MAXLEN, approximate=True)
                     event = "threshold_set" if value is not None else "threshold_cleared"
                     pipe.xadd(self.events, {"event": event, "change": change.to_json()}, maxlen=1000, approximate=True)

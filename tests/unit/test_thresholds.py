@@ -30,7 +30,8 @@ def test_set_clear_and_the_audit_newest_first(redis_url: str, prefix: str) -> No
     assert ops.get("m-a") == second and ops.get("m-b") is None  # per version
     cleared = ops.clear("m-a", by="ann", calibrated=0.5, note="back to calibrated")
     assert cleared is not None and cleared.threshold is None and cleared.previous == 0.25
-    assert ops.get("m-a") is None
+    assert ops.get("m-a") is None and ops.latest("m-a") == cleared  # a worker can say who cleared it
+    assert ops.clear("m-a", by="ann", calibrated=0.5) is None  # cleared already
     assert ops.audit() == [cleared, second, first]
     assert ops.audit(count=1) == [cleared]
     published = [ThresholdChange.from_json(m["data"]) for m in iter(lambda: sub.get_message(timeout=1), None)]
