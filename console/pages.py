@@ -67,7 +67,7 @@ async def alerts_page(request: Request, op: Operator) -> Response:
     flt = _filter(request)
     listing = await run_in_threadpool(services(request).board.listing, flt)
     return render(request, op, "alerts.html", {"rows": [a.row() for a in listing.alerts], "listing": listing, "flt": flt,
-                                                "statuses": STATUSES, "since_choices": SINCE_CHOICES})
+                                                "statuses": ("all", *STATUSES), "since_choices": SINCE_CHOICES})
 
 
 @page
