@@ -205,3 +205,7 @@ def test_promoting_or_thresholding_a_version_the_store_lacks_names_the_store(tin
                     "--redis-prefix", prefix)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: version m-0123456789abcdef is not in the model store") and done.stdout == ""
+    version = json.loads((tiny_model / "manifest.json").read_text())["version"]
+    done = ganomaly("models", "threshold", version, "--value", "0", "--model-store", store, "--redis-url", redis_url, "--redis-prefix", prefix)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "at or below the median score" in done.stderr and done.stdout == ""

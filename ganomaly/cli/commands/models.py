@@ -128,14 +128,15 @@ def set_threshold(s: ModelsSettings, store: ModelStore, thresholds: OperatorThre
     if not path.is_dir():
         msg = f"version {s.version} is not in the model store {store.root} (ganomaly models list shows what is)"
         raise UserError(msg)
-    calibrated = float(read_manifest(path)["calibration"]["threshold"])
+    calibration = read_manifest(path)["calibration"]
+    calibrated = float(calibration["threshold"])
     if s.clear:
         change = thresholds.clear(s.version, by=s.by, calibrated=calibrated, note=s.note)
         if change is None:
             return {"version": s.version, "threshold": calibrated, "source": "calibrated", "changed": False}
     else:
         assert s.value is not None  # checked by check_threshold_flags
-        change = thresholds.set(s.version, s.value, by=s.by, calibrated=calibrated, note=s.note)
+        change = thresholds.set(s.version, s.value, by=s.by, calibrated=calibrated, note=s.note, median=float(calibration["median"]))
     source = "calibrated" if change.threshold is None else "operator"
     return {"version": s.version, "threshold": calibrated if change.threshold is None else change.threshold, "source": source,
             "previous": change.previous, "by": change.by, "at_ms": change.at_ms, "note": change.note, "changed": True}
