@@ -15,6 +15,7 @@ from console.images import VERSION
 from console.review import ReviewBusy
 from console.web import not_found, operator, page, render, services
 from ganomaly.errors import ArtifactError, UserError
+from ganomaly.thresholds import check_threshold
 
 SINCE_CHOICES = (0, 15, 60, 240, 1440)
 
@@ -157,19 +158,30 @@ async def threshold_page(request: Request, op: Operator) -> Response:
         return not_found(request, op, "no current model in the registry" if not version else f"no model version {version[:40]} in the store")
     candidate = _number(params.get("candidate"))
     error = None if candidate is not None or "candidate" not in params else "the candidate threshold must be a number >= 0"
-    if request.method == "POST" and candidate is not None:
+    cal = await run_in_threadpool(s.models.calibration, version)
+    note = str(params.get("note") or "")[:500] or None
+    if request.method == "POST" and params.get("action") == "clear":
+        await run_in_threadpool(lambda: s.models.thresholds.clear(version, by=f"console:{op.name}", calibrated=cal.threshold, note=note))
+        return RedirectResponse(f"/models/threshold?version={version}", status_code=303)
+    if candidate is not None and error is None:
+        try:
+            check_threshold(candidate, cal.median)
+        except UserError as e:
+            error = str(e)
+    if request.method == "POST" and candidate is not None and error is None:
         if params.get("confirm") != "yes":
             wi = await run_in_threadpool(s.models.what_if, version, candidate)
-            return render(request, op, "threshold_confirm.html", {"version": version, "wi": wi, "note": str(params.get("note") or "")[:500]})
-        calibrated = (await run_in_threadpool(s.models.calibration, version)).threshold
-        await run_in_threadpool(lambda: s.models.thresholds.set(version, candidate, by=f"console:{op.name}", calibrated=calibrated,
-                                                                note=str(params.get("note") or "")[:500] or None))
+            return render(request, op, "threshold_confirm.html", {"version": version, "wi": wi, "note": note or ""})
+        await run_in_threadpool(lambda: s.models.thresholds.set(version, candidate, by=f"console:{op.name}", calibrated=cal.threshold,
+                                                                note=note, median=cal.median))
         return RedirectResponse(f"/models/threshold?version={version}", status_code=303)
     if candidate is None:
         candidate, _ = await run_in_threadpool(s.models.effective, version)
     wi = await run_in_threadpool(s.models.what_if, version, candidate)
     audit = await run_in_threadpool(s.models.thresholds.audit, 20)
-    return render(request, op, "threshold.html", {"version": version, "versions": sorted(known), "wi": wi, "audit": audit, "error": error})
+    operator_set = await run_in_threadpool(s.models.thresholds.get, version)
+    return render(request, op, "threshold.html", {"version": version, "versions": sorted(known), "wi": wi, "audit": audit, "error": error,
+                                                   "operator_set": operator_set}, status=400 if error else 200)
 
 
 @page
