@@ -20,6 +20,7 @@ import torch
 
 from ganomaly.data.images import DecodeLimits
 from ganomaly.registry import ModelStore, RedisPointer
+from ganomaly.thresholds import OperatorThresholds
 from worker.clients import Clients
 from worker.conversions import ChannelConversions
 from worker.decode_pool import DecodePool
@@ -66,7 +67,8 @@ class Pipeline:
                                  metrics=self.metrics, health=self.health, life=self.life)
         self.model_watch = ModelWatch(pointer, ModelStore(s.model_store) if s.model_store is not None else None, models=models,
                                       device=device, amp=s.amp, threshold_override=s.threshold_override, poll_s=s.model_poll_s,
-                                      metrics=self.metrics, health=self.health, stop=stop)
+                                      metrics=self.metrics, health=self.health, stop=stop,
+                                      thresholds=OperatorThresholds(pointer.r, s.redis.redis_prefix) if pointer is not None else None)
         self.poll: PollStage | None = None  # the connected stages, made by start()
         self.sink: SinkStage | None = None
         self.crashed: str | None = None  # the stage whose unexpected error stopped the worker
