@@ -185,20 +185,31 @@ class _Reader(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.elements: list[Element] = []
         self.open: list[Element] = []
+        self.in_template = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "template":  # inert markup, not part of the page (a browser keeps it out of the DOM too)
+            self.in_template += 1
+        if self.in_template:
+            return
         el = Element(tag, dict(attrs))
         self.elements.append(el)
         if tag not in VOID:
             self.open.append(el)
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "template":
+            self.in_template -= 1
+        if self.in_template:
+            return
         for i in range(len(self.open) - 1, -1, -1):  # tolerant: closes whatever was left open inside
             if self.open[i].tag == tag:
                 del self.open[i:]
                 return
 
     def handle_data(self, data: str) -> None:
+        if self.in_template:
+            return
         for el in self.open:
             el.parts.append(data)
 
@@ -225,6 +236,7 @@ def http_login(console: ConsoleProc, token: str | None = None) -> Any:
     c = httpx.Client(base_url=console.base, timeout=30)
     page = c.get("/login")
     assert page.status_code == 200, page.text[:500]
-    r = c.post("/login", data={"token": token if token is not None else console.token, "csrf_token": csrf_of(page.text)})
+    # no session yet, so no CSRF token to send: the login form carries none (its cookie is SameSite=Strict)
+    r = c.post("/login", data={"token": token if token is not None else console.token})
     assert r.status_code in (302, 303), (r.status_code, r.text[:500])
     return c
