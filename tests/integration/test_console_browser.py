@@ -30,6 +30,7 @@ from tests.integration.helpers import ROOT, Topics, WorkerProc, produce_class, r
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BAGS = 8
 N_BAGS = 200
+IDLE_S = 12.0  # longer than the event stream's 5 s Redis wait, twice
 
 
 def _rows(d: object) -> list:
@@ -134,9 +135,8 @@ def test_an_operator_with_only_a_browser_takes_an_alert_to_a_retrained_model_ser
         assert len(picked) == len(_rows(d)) >= 50, (len(picked), len(_rows(d)))
         d.find_element(By.CSS_SELECTOR, "textarea#bulk-note").send_keys("bags are normal on this line")
         d.find_element(By.CSS_SELECTOR, "button#bulk-normal").click()
-        result = wait_until("#bulk-result", lambda: _text(d, "#bulk-result"), timeout_s=30)
-        m = re.search(r"(\d+) verdicts? sent", result)
-        assert m and int(m.group(1)) == len(picked) - 1, f"#bulk-result {result!r} for {len(picked)} picked, one already normal"
+        m = wait_until("#bulk-result reads 'N verdicts sent'", lambda: re.search(r"(\d+) verdicts? sent", _text(d, "#bulk-result")), timeout_s=60)
+        assert int(m.group(1)) == len(picked) - 1, f"#bulk-result {_text(d, '#bulk-result')!r} for {len(picked)} picked, one already normal"
 
         def all_normal() -> bool:
             states = d.execute_script("return Array.from(document.querySelectorAll('tr.alert')).map("
@@ -178,5 +178,13 @@ def test_an_operator_with_only_a_browser_takes_an_alert_to_a_retrained_model_ser
             return versions == [v2]
         wait_until("/fleet shows the worker serving the new version", fleet_on_v2, timeout_s=30, every_s=1.0)
         shots.shot("fleet-serving-new-version")
+        lag = _text(d, "table#workers tr.worker .lag")
+        assert re.fullmatch(r"\d+", lag), f"/fleet .lag reads {lag!r}, not the group's lag in records"
+
+        # 8. Idle, the alerts page stays connected (the badge is what tells an operator that new alerts will show up).
+        d.get(console.url("/"))
+        wait_until("span#live reads 'live'", lambda: _text(d, "span#live") == "live", timeout_s=20)
+        time.sleep(IDLE_S)
+        assert _text(d, "span#live") == "live", f"after {IDLE_S}s without events span#live reads {_text(d, 'span#live')!r}"
         assert w.terminate() == 0
     print(f"screenshots: {shots.folder}; whole loop {time.monotonic() - t0:.0f}s")

@@ -241,6 +241,20 @@ def test_images_of_records_no_longer_on_the_topic_are_404_and_the_page_says_so(s
         wait_until("placeholders in the alert's row", lambda: len(row.find_elements(By.CSS_SELECTOR, ".placeholder")) == 2, timeout_s=20)
 
 
+def test_the_event_stream_stays_up_while_nothing_happens(stack: Stack) -> None:
+    """An idle stream (no alert, no review) must not report the store as down: the page would read "reconnecting"."""
+    events: list[str] = []
+    t0 = time.monotonic()
+    with httpx.stream("GET", stack.console.url("/api/events"), headers={"Authorization": f"Bearer {stack.console.token}"}, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                events.append(line.split(":", 1)[1].strip())
+            if time.monotonic() - t0 > 12:
+                break
+    assert events[:1] == ["hello"] and "down" not in events, events
+
+
 def _timed_median(c: httpx.Client, url: str, n: int = 10) -> tuple[float, float, bytes]:
     t0 = time.perf_counter()
     first = c.get(url)
