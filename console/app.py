@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import redis
+import structlog
+from kafka.errors import KafkaError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -23,6 +26,19 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return render(request, operator(request), "error.html", {"title": "Not found", "message": "no such page"}, status=404)
 
 
+log = structlog.get_logger("console")
+
+
+async def _backend_down(request: Request, exc: Exception) -> Response:
+    """Redis or the broker away: say so (503) instead of a bare 500; the page works again when they are back."""
+    what = "Redis" if isinstance(exc, redis.RedisError) else "the Kafka broker"
+    log.warning("backend_unavailable", path=request.url.path, backend=what, error=str(exc)[:200])
+    message = f"{what} is not answering ({type(exc).__name__}); the console retries on the next request"
+    if request.url.path.startswith("/api/") or request.url.path.endswith(".png"):
+        return JSONResponse({"error": message}, status_code=503)
+    return render(request, operator(request), "error.html", {"title": "Unavailable", "message": message}, status=503)
+
+
 def create_app(services: Services) -> Starlette:
     routes = [
         Route("/healthz", healthz),
@@ -33,6 +49,7 @@ def create_app(services: Services) -> Starlette:
         Route("/alerts/{fingerprint:str}/{kind:str}.png", api.alert_image),
         Route("/models", pages.models_page),
         Route("/models/rollback", pages.rollback_page, methods=["GET", "POST"]),
+        Route("/models/retrain", pages.retrain, methods=["POST"]),
         Route("/models/threshold", pages.threshold_page, methods=["GET", "POST"]),
         Route("/models/{version:str}/promote", pages.promote_page, methods=["GET", "POST"]),
         Route("/fleet", pages.fleet_page),
@@ -42,6 +59,6 @@ def create_app(services: Services) -> Starlette:
         Route("/api/review/bulk", api.review_bulk, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers={404: _not_found})
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers={404: _not_found, redis.RedisError: _backend_down, KafkaError: _backend_down})
     app.state.services = services
     return app

@@ -8,6 +8,7 @@ worker's scored total between two looks.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ class Fleet:
         self.prefix = prefix
         self.group = group
         self.admin, self.consumer = admin, consumer
+        self._lag_lock = threading.Lock()  # one consumer, pages served from several threads
         self._last: dict[str, tuple[float, int]] = {}  # worker -> (when, scored_total) at the previous look
 
     def workers(self) -> list[dict[str, Any]]:
@@ -53,8 +55,13 @@ class Fleet:
         """``topic-partition`` -> records not yet committed by the workers' group (empty when the broker does not say)."""
         if self.admin is None or self.consumer is None:
             return {}
+        with self._lag_lock:
+            return self._lag()
+
+    def _lag(self) -> dict[str, int]:
+        assert self.admin is not None and self.consumer is not None
         try:
-            committed = self.admin.list_consumer_group_offsets(self.group)
+            committed = self.admin.list_group_offsets(self.group).get(self.group, {})  # kafka-python 3: group -> {tp: offset}
             tps = [tp for tp in committed if isinstance(tp, TopicPartition)]
             if tps:
                 self.consumer.assign(tps)

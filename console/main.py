@@ -22,9 +22,13 @@ from ganomaly.connections.redis import make_redis
 from ganomaly.connections.startup import StartupWait, connect_kafka, wait_for_redis
 from ganomaly.errors import UserError
 from ganomaly.registry import ModelStore, RedisPointer, Registry
+from ganomaly.retrain import TrainerSignals
 from ganomaly.thresholds import OperatorThresholds
 
 log = structlog.get_logger("console")
+# Reading one record back asks for a partition's end first, where a fetch finds nothing new and the broker
+# holds it for fetch_max_wait_ms (500 by default): that wait was most of a map's serving time.
+FETCH_WAIT_MS = 20
 
 
 def build_services(s: ConsoleSettings, tokens: dict[str, str]) -> Services:
@@ -45,12 +49,12 @@ def build_services(s: ConsoleSettings, tokens: dict[str, str]) -> Services:
         auth=Auth(tokens, secret, int(s.session_hours * 3600)),
         board=board,
         reviewer=Reviewer(board, producer, s.feedback_topic),
-        images=ImageService(lambda: make_consumer(cfg, group_id=None, enable_auto_commit=False), store, device=s.device,
+        images=ImageService(lambda: make_consumer(cfg, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS), store, device=s.device,
                             max_image_bytes=s.max_image_bytes),
-        models=ModelsView(registry, OperatorThresholds(client, s.redis.redis_prefix), s.kafka, results_topic=s.results_topic,
-                          shadow_topic=s.shadow_topic),
+        models=ModelsView(registry, OperatorThresholds(client, s.redis.redis_prefix), TrainerSignals(client, s.redis.redis_prefix), s.kafka,
+                          results_topic=s.results_topic, shadow_topic=s.shadow_topic),
         fleet=Fleet(client, s.redis.redis_prefix, group=s.workers_group, admin=make_admin(cfg),
-                    consumer=make_consumer(cfg, group_id=None, enable_auto_commit=False)),
+                    consumer=make_consumer(cfg, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS)),
         secure_cookies=s.kafka.security_protocol != "PLAINTEXT" and s.host not in ("127.0.0.1", "localhost"),
     )
 
@@ -70,6 +74,12 @@ def credentials(s: ConsoleSettings) -> tuple[dict[str, str], str | None]:
 
 
 def run_console(s: ConsoleSettings) -> int:
+    import torch
+
+    # One image per map: intra-op threads buy nothing at this size, and beside busy workers on the same
+    # cores they cost a lot (a 32x32 map took 0.45 s with two threads on a loaded 2-core machine, 15 ms with one).
+    # Requests run side by side on the server's thread pool instead.
+    torch.set_num_threads(1)
     tokens, demo = credentials(s)
     sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -15,6 +15,7 @@ from console.images import VERSION
 from console.review import ReviewBusy
 from console.web import not_found, operator, page, render, services
 from ganomaly.errors import ArtifactError, UserError
+from ganomaly.thresholds import check_threshold
 
 SINCE_CHOICES = (0, 15, 60, 240, 1440)
 
@@ -67,7 +68,7 @@ async def alerts_page(request: Request, op: Operator) -> Response:
     flt = _filter(request)
     listing = await run_in_threadpool(services(request).board.listing, flt)
     return render(request, op, "alerts.html", {"rows": [a.row() for a in listing.alerts], "listing": listing, "flt": flt,
-                                                "statuses": STATUSES, "since_choices": SINCE_CHOICES})
+                                                "statuses": ("all", *STATUSES), "since_choices": SINCE_CHOICES})
 
 
 @page
@@ -136,6 +137,13 @@ async def rollback_page(request: Request, op: Operator) -> Response:
     return RedirectResponse("/models", status_code=303)
 
 
+@page
+async def retrain(request: Request, op: Operator) -> Response:
+    """Ask the trainer for a run now (a trainer running with --every takes it within a second; a CronJob at its next run)."""
+    await run_in_threadpool(services(request).models.trainer.request, f"console:{op.name}")
+    return RedirectResponse("/models", status_code=303)
+
+
 def _number(raw: Any) -> float | None:
     try:
         v = float(raw)
@@ -157,19 +165,30 @@ async def threshold_page(request: Request, op: Operator) -> Response:
         return not_found(request, op, "no current model in the registry" if not version else f"no model version {version[:40]} in the store")
     candidate = _number(params.get("candidate"))
     error = None if candidate is not None or "candidate" not in params else "the candidate threshold must be a number >= 0"
-    if request.method == "POST" and candidate is not None:
+    cal = await run_in_threadpool(s.models.calibration, version)
+    note = str(params.get("note") or "")[:500] or None
+    if request.method == "POST" and params.get("action") == "clear":
+        await run_in_threadpool(lambda: s.models.thresholds.clear(version, by=f"console:{op.name}", calibrated=cal.threshold, note=note))
+        return RedirectResponse(f"/models/threshold?version={version}", status_code=303)
+    if candidate is not None and error is None:
+        try:
+            check_threshold(candidate, cal.median)
+        except UserError as e:
+            error = str(e)
+    if request.method == "POST" and candidate is not None and error is None:
         if params.get("confirm") != "yes":
             wi = await run_in_threadpool(s.models.what_if, version, candidate)
-            return render(request, op, "threshold_confirm.html", {"version": version, "wi": wi, "note": str(params.get("note") or "")[:500]})
-        calibrated = (await run_in_threadpool(s.models.calibration, version)).threshold
-        await run_in_threadpool(lambda: s.models.thresholds.set(version, candidate, by=f"console:{op.name}", calibrated=calibrated,
-                                                                note=str(params.get("note") or "")[:500] or None))
+            return render(request, op, "threshold_confirm.html", {"version": version, "wi": wi, "note": note or ""})
+        await run_in_threadpool(lambda: s.models.thresholds.set(version, candidate, by=f"console:{op.name}", calibrated=cal.threshold,
+                                                                note=note, median=cal.median))
         return RedirectResponse(f"/models/threshold?version={version}", status_code=303)
     if candidate is None:
         candidate, _ = await run_in_threadpool(s.models.effective, version)
     wi = await run_in_threadpool(s.models.what_if, version, candidate)
     audit = await run_in_threadpool(s.models.thresholds.audit, 20)
-    return render(request, op, "threshold.html", {"version": version, "versions": sorted(known), "wi": wi, "audit": audit, "error": error})
+    operator_set = await run_in_threadpool(s.models.thresholds.get, version)
+    return render(request, op, "threshold.html", {"version": version, "versions": sorted(known), "wi": wi, "audit": audit, "error": error,
+                                                   "operator_set": operator_set}, status=400 if error else 200)
 
 
 @page

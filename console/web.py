@@ -102,14 +102,14 @@ async def json_body(request: Request) -> dict[str, Any] | None:
 class SecurityHeaders:
     """Strict headers on every response, and a bound on request bodies (413 above ``MAX_BODY``)."""
 
-    HEADERS = [
-        (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
-                                     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    HEADERS: tuple[tuple[bytes, bytes], ...] = (
+        (b"content-security-policy", (b"default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+                                      b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'")),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"same-origin"),
         (b"x-frame-options", b"DENY"),
         (b"cache-control", b"no-store"),
-    ]
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

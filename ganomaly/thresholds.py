@@ -47,13 +47,24 @@ class ThresholdChange:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
 
 
-def check_threshold(value: float) -> float:
-    """``value`` as a threshold, or a UserError: scores are finite and never negative."""
+def check_threshold(value: float, median: float | None = None) -> float:
+    """``value`` as a threshold, or a UserError: scores are finite and never negative, and with the calibration's
+    ``median`` the threshold must lie above it (at or below, at least half of normal images are flagged and the
+    normalised score, 0 at the median and 1 at the threshold, has no scale; workers refuse such a threshold too)."""
     v = float(value)
     if not math.isfinite(v) or v < 0:
         msg = f"a threshold must be a finite number >= 0 (scores are never negative), got {value}"
         raise UserError(msg)
+    if median is not None and v <= median:
+        msg = (f"threshold {value} is at or below the median score of the version's held-out normals ({median:.6g}): "
+               "it would flag at least half of normal images; choose a higher one")
+        raise UserError(msg)
     return v
+
+
+def servable(threshold: float, median: float) -> bool:
+    """Whether a worker can serve ``threshold`` for a model whose held-out normals' median score is ``median``."""
+    return threshold > median
 
 
 class OperatorThresholds:
@@ -83,9 +94,12 @@ class OperatorThresholds:
         changes = (ThresholdChange.from_json(raw) if raw else None for raw in self.r.mget([self.key(v) for v in versions]))
         return {v: c for v, c in zip(versions, changes, strict=True) if c is not None and c.threshold is not None}
 
-    def set(self, version: str, threshold: float, *, by: str, calibrated: float, note: str | None = None) -> ThresholdChange:
-        """Set ``version``'s threshold to ``threshold``; ``calibrated`` is its artifact's, the previous value when none was set."""
-        value = check_threshold(threshold)
+    def set(self, version: str, threshold: float, *, by: str, calibrated: float, note: str | None = None,
+            median: float | None = None) -> ThresholdChange:
+        """Set ``version``'s threshold to ``threshold``; ``calibrated`` is its artifact's, the previous value when none was set.
+
+        With ``median`` (the calibration's), a threshold at or below it is refused (:func:`check_threshold`)."""
+        value = check_threshold(threshold, median)
         return self._change(version, value, by=by, calibrated=calibrated, note=note)  # type: ignore[return-value]
 
     def clear(self, version: str, *, by: str, calibrated: float, note: str | None = None) -> ThresholdChange | None:

@@ -98,6 +98,7 @@ class Pipeline:
                                on_retry=retry_noter(self.metrics, self.health, "redis"))
         self.sink = SinkStage(self.out_q, kafka_sink=kafka_sink, redis_sink=redis_sink, models=self.models, assignment=lambda: poll.assignment,
                               worker_id=s.worker_id, metrics=self.metrics, health=self.health, life=self.life, on_acked=on_acked)
+        self.model_watch.follow_threshold()  # the operator's threshold for the start-up version, before the first record is polled
         poll.subscribe(s.input_topic)
         self._threads = [self._thread(f"decode-{i}", d.run) for i, d in enumerate(self.decoders)]
         self._threads += [self._thread("score", self.scorer.run), self._thread("models", self.model_watch.run),

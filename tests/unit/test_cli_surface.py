@@ -16,7 +16,7 @@ from ganomaly.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["train", "evaluate", "bench model", "bench stream", "worker", "schemas", "produce", "replay", "feedback", "trainer", "models",
-            "stack", "alerts", "demo-summary", "explain"]
+            "stack", "alerts", "demo-summary", "explain", "console"]
 POSITIONAL = {"models": ("action", "version"), "stack": ("action",)}
 
 
@@ -94,7 +94,7 @@ def test_help_shows_secrets_as_secret_and_factories_by_what_they_compute(capsys:
         ("train", "--score", "{latent,recon,hybrid}"),
         ("train", "--protocol", "{leave-one-out,one-class}"),
         ("feedback", "--verdict", "{normal,anomaly}"),
-        ("models", "", "{list,promote,rollback,add}"),
+        ("models", "", "{list,promote,rollback,add,threshold}"),
         ("stack", "", "{up,down,status}"),
     ],
 )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
+import structlog
 from structlog.testing import capture_logs
 
 from ganomaly.devstack import free_port
@@ -62,6 +67,18 @@ def test_without_a_model_store_there_is_nothing_to_watch(tmp_path: Path) -> None
     assert not t.is_alive()
 
 
+@contextlib.contextmanager
+def _events() -> Iterator[list[dict[str, Any]]]:
+    """The worker's log events from INFO up, whatever level an earlier test (a CLI run) left configured."""
+    before = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=before)
+
+
 def _watch(tmp_path: Path, redis_url: str, prefix: str, *, override: float | None = None
            ) -> tuple[ModelWatch, ModelStore, RedisPointer, OperatorThresholds, WorkerMetrics]:
     """A watch serving a store's version (as the pointer says), with operator thresholds in the same Redis."""
@@ -83,23 +100,24 @@ def test_an_operator_threshold_is_served_without_a_reload_and_a_new_version_star
     holder = watch.models
     first = holder.current()
     calibrated = first.artifact.threshold
+    lower = (first.artifact.calibration.median + calibrated) / 2
     t = in_thread(watch.run)
     try:
-        with capture_logs() as logs:
-            ops.set(first.version, calibrated / 2, by="ann", calibrated=calibrated, note="catch more")
-            wait_until(lambda: holder.current().threshold == calibrated / 2)
+        with _events() as logs:
+            ops.set(first.version, lower, by="ann", calibrated=calibrated, note="catch more")
+            wait_until(lambda: holder.current().threshold == lower)
             now = holder.current()
             assert now.scorer is first.scorer and now.artifact is first.artifact  # the same model, not reloaded
             assert math.isnan(now.expected_anomaly_rate)  # the artifact keeps no scores to say the rate at another threshold
             assert metrics.registry.get_sample_value("ganomaly_model_info", {"model_version": first.version,
-                                                                             "threshold": f"{calibrated / 2:.6g}"}) == 1
+                                                                             "threshold": f"{lower:.6g}"}) == 1
             assert metrics.registry.get_sample_value("ganomaly_model_swaps_total") == 0  # a threshold change is not a model swap
 
             ops.clear(first.version, by="bob", calibrated=calibrated)
             wait_until(lambda: holder.current().threshold == calibrated)
         changed = [e for e in logs if e["event"] == "threshold_changed"]
         assert [(e["old"], e["new"], e["by"], e["source"]) for e in changed] == [
-            (calibrated, calibrated / 2, "ann", "operator"), (calibrated / 2, calibrated, "bob", "calibrated")]
+            (calibrated, lower, "ann", "operator"), (lower, calibrated, "bob", "calibrated")]
         assert changed[0]["note"] == "catch more"
 
         newer = store.add(artifact_dir(tmp_path / "newer", seed=2))
@@ -120,7 +138,7 @@ def test_a_threshold_flag_wins_and_the_ignored_operator_threshold_is_logged_once
     watch, _, _, ops, _ = _watch(tmp_path, redis_url, prefix, override=0.123)
     version = watch.models.current().version
     ops.set(version, 0.5, by="ann", calibrated=1.0)
-    with capture_logs() as logs:
+    with _events() as logs:
         for _ in range(3):
             watch.check()
     assert watch.models.current().threshold == 0.123
@@ -130,11 +148,23 @@ def test_a_threshold_flag_wins_and_the_ignored_operator_threshold_is_logged_once
 def test_an_unreachable_redis_keeps_the_threshold_served(tmp_path: Path, redis_url: str, prefix: str) -> None:
     watch, _, _, ops, _ = _watch(tmp_path, redis_url, prefix)
     version = watch.models.current().version
-    ops.set(version, 0.5, by="ann", calibrated=1.0)
+    ops.set(version, 0.7, by="ann", calibrated=1.0)
     watch.check()
-    assert watch.models.current().threshold == 0.5
+    assert watch.models.current().threshold == 0.7
     watch.thresholds = OperatorThresholds(redis.Redis(port=free_port(), socket_connect_timeout=0.5), prefix)  # nothing listens there
-    with capture_logs() as logs:
+    with _events() as logs:
         watch.follow_threshold()
-    assert watch.models.current().threshold == 0.5
+    assert watch.models.current().threshold == 0.7
     assert [e["event"] for e in logs] == ["operator_threshold_unreadable"]
+
+
+def test_an_operator_threshold_at_or_below_the_normal_median_is_refused_once(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    watch, _, _, ops, _ = _watch(tmp_path, redis_url, prefix)
+    model = watch.models.current()
+    median = model.artifact.calibration.median
+    ops.set(model.version, median, by="ann", calibrated=model.artifact.threshold)  # no median given: the library does not check
+    with _events() as logs:
+        for _ in range(3):
+            watch.check()
+    assert watch.models.current().threshold == model.artifact.threshold  # the normalised score would have no scale
+    assert [(e["event"], e["operator"], e["by"]) for e in logs] == [("operator_threshold_refused", median, "ann")]

@@ -56,6 +56,13 @@ def test_negative_and_non_finite_thresholds_are_refused(redis_url: str, prefix: 
     assert ops.get("m-a") is None and ops.audit() == []
 
 
+def test_with_the_median_a_threshold_at_or_below_it_is_refused(redis_url: str, prefix: str) -> None:
+    ops = OperatorThresholds(redis.Redis.from_url(redis_url), prefix)
+    with pytest.raises(UserError, match="at least half of normal images"):
+        ops.set("m-a", 0.2, by="ann", calibrated=0.5, median=0.2)
+    assert ops.set("m-a", 0.21, by="ann", calibrated=0.5, median=0.2).threshold == 0.21
+
+
 def test_the_flag_wins_over_the_operator_who_wins_over_the_artifact() -> None:
     op = ThresholdChange(version="m-a", threshold=0.3, previous=0.5, by="ann", at_ms=1, note=None)
     cleared = ThresholdChange(version="m-a", threshold=None, previous=0.3, by="ann", at_ms=2, note=None)

@@ -23,7 +23,7 @@ import torch
 from ganomaly.artifact import load_artifact
 from ganomaly.errors import ArtifactError
 from ganomaly.registry import ModelStore, RedisPointer
-from ganomaly.thresholds import OperatorThresholds, ThresholdChange, effective_threshold
+from ganomaly.thresholds import OperatorThresholds, ThresholdChange, effective_threshold, servable
 from worker.metrics import Health, WorkerMetrics
 from worker.model_holder import ModelHolder, ServingModel, serving_model, warm_up
 
@@ -51,7 +51,7 @@ class ModelWatch:
         self.health = health
         self.stop = stop
         self.refused_version: str | None = None
-        self._ignored: set[tuple[str, int]] = set()  # operator thresholds already logged as overridden by the flag
+        self._logged: set[tuple[str, int]] = set()  # operator changes already logged as ignored or refused: once each
 
     def run(self) -> None:
         """Poll the registry pointer; load, validate and warm up a new version off the hot path, then swap."""
@@ -124,8 +124,17 @@ class ModelWatch:
     def _thresholded(self, model: ServingModel, change: ThresholdChange | None) -> tuple[ServingModel, str]:
         """``model`` with the effective threshold given the operator's latest ``change`` (a clear, or None: the artifact's)."""
         value, source = effective_threshold(model.artifact.threshold, change, self.threshold_override)
-        if source == "cli" and change is not None and change.threshold is not None and (model.version, change.at_ms) not in self._ignored:
-            self._ignored.add((model.version, change.at_ms))  # once per change, not on every poll
-            log.warning("operator_threshold_ignored", version=model.version, operator=change.threshold, by=change.by, served=value,
-                        reason="this worker's --threshold flag wins")
+        median = model.artifact.calibration.median
+        if source == "operator" and not servable(value, median):  # set without the CLI's check: the normalised score has no scale
+            self._log_once(model.version, change, "operator_threshold_refused", served=model.artifact.threshold,
+                           reason=f"at or below the held-out normals' median score {median:.6g}")
+            value, source = effective_threshold(model.artifact.threshold, None, self.threshold_override)
+        elif source == "cli" and change is not None and change.threshold is not None:
+            self._log_once(model.version, change, "operator_threshold_ignored", served=value, reason="this worker's --threshold flag wins")
         return (model if value == model.threshold else dataclasses.replace(model, threshold=value)), source
+
+    def _log_once(self, version: str, change: ThresholdChange | None, event: str, **kw: object) -> None:
+        assert change is not None
+        if (version, change.at_ms) not in self._logged:  # once per change, not on every poll
+            self._logged.add((version, change.at_ms))
+            log.warning(event, version=version, operator=change.threshold, by=change.by, **kw)
