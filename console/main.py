@@ -9,6 +9,7 @@ import structlog
 import uvicorn
 
 from console.alerts import AlertBoard
+from console.api import EVENT_BLOCK_MS
 from console.app import create_app
 from console.auth import Auth, read_users
 from console.fleet import Fleet
@@ -42,6 +43,9 @@ def build_services(s: ConsoleSettings, tokens: dict[str, str]) -> Services:
     cfg = s.kafka.config()
     producer = connect_kafka(wait, s.kafka, lambda c: make_producer(c))
     board = AlertBoard(client, s.redis.redis_prefix, recent=s.recent_alerts)
+    if s.redis.redis_socket_timeout_s * 1000 <= EVENT_BLOCK_MS * 1.5:
+        msg = f"--redis-socket-timeout-s must be above {EVENT_BLOCK_MS * 1.5 / 1000:g} s for the console: its live events block that long"
+        raise UserError(msg)
     store = ModelStore(s.model_store)
     registry = Registry(store, RedisPointer(client, s.redis.redis_prefix))
     secret = s.secret_key.get_secret_value() if s.secret_key else secrets.token_urlsafe(32)

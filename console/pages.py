@@ -46,7 +46,8 @@ async def login(request: Request) -> Response:
     return resp
 
 
-async def logout(request: Request) -> Response:
+@page
+async def logout(request: Request, op: Operator) -> Response:
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE)
     return resp

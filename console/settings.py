@@ -26,7 +26,8 @@ class ConsoleSettings(ConnectedSettings):
 
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
     port: int = Field(8080, ge=1, le=65535)
-    token: SecretStr | None = Field(None, description="the operators' shared login token (recorded as user 'operator')")
+    token: SecretStr | None = Field(None, description="the operators' shared login token (recorded as user 'operator'); "
+                                                      "prefer the environment variable: a flag shows in the process list")
     users_file: Path | None = Field(None, description="a file of 'name:token' lines, one per operator (a mounted Secret)")
     demo_token: bool = Field(False, description="make a one-time random token and print the login URL (local demos only)")
     secret_key: SecretStr | None = Field(None, description="signs session cookies; set the same one on every replica "

@@ -23,8 +23,11 @@
     const swap = () => {
       const p = document.createElement("span");
       p.className = "placeholder";
-      p.textContent = "image no longer on the topic";
+      p.textContent = "image unavailable";
+      const src = img.getAttribute("src");
       img.replaceWith(p);
+      // the server says why (no longer on the topic, too large, not an image, the console's backends away)
+      fetch(src, { credentials: "same-origin" }).then((r) => r.json()).then((b) => { if (b.error) p.textContent = b.error; }).catch(() => {});
     };
     if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) { swap(); return; }
     img.addEventListener("error", swap, { once: true });
@@ -81,8 +84,10 @@
     const es = new EventSource("/api/events");
     es.addEventListener("hello", () => { if (badge) { badge.textContent = "live"; badge.className = "live on"; } });
     es.addEventListener("down", () => { if (badge) { badge.textContent = "reconnecting"; badge.className = "live"; } });
-    es.addEventListener("alert", (e) => addRow(JSON.parse(e.data)));
-    es.addEventListener("review", (e) => { const r = JSON.parse(e.data); setStatus(r.fingerprint, r.verdict); });
+    const up = () => { if (badge && badge.textContent !== "live") { badge.textContent = "live"; badge.className = "live on"; } };
+    es.addEventListener("alert", (e) => { up(); addRow(JSON.parse(e.data)); });
+    es.addEventListener("review", (e) => { up(); const r = JSON.parse(e.data); setStatus(r.fingerprint, r.verdict); });
+    es.addEventListener("beat", up);
     es.onerror = () => { if (badge) { badge.textContent = "reconnecting"; badge.className = "live"; } };
   }
   async function bulk(verdict) {

@@ -3,9 +3,10 @@
 
 The loop of test_trainer's first test, driven through the console: a worker serves the trouser model
 (Fashion-MNIST class 1, one-class); bags (class 8) arrive and are flagged; the operator opens one,
-looks at its anomaly map, confirms it normal, then confirms the rest in bulk; ``ganomaly trainer``
-refits on those verdicts, gates and promotes; the worker switches; the console's model and fleet
-pages show the new version serving and the gate's reasons.
+looks at its anomaly map, confirms it normal, then confirms the rest in bulk, and presses "Retrain now":
+the trainer (``ganomaly trainer --every 3600`` in the background, as deployed) refits on those verdicts,
+gates and promotes; the worker switches; the console's model and fleet pages show the new version
+serving and the gate's reasons.
 """
 
 from __future__ import annotations
@@ -48,16 +49,30 @@ def _newest_first(alerts: list[dict]) -> bool:
     return taken == sorted(taken, reverse=True) or scored == sorted(scored, reverse=True)
 
 
-def _trainer(broker: str, redis_url: str, prefix: str, store: Path, feedback: str, tmp: Path) -> dict:
-    """``ganomaly trainer`` once, as a person or a CronJob runs it; its last JSON line is the run's record."""
-    args = ["--bootstrap-servers", broker, "--feedback-topic", feedback, "--group-id", f"trainer-{prefix}", "--data-dir", str(tmp / "confirmed"),
-            "--model-store", str(store), "--redis-url", redis_url, "--redis-prefix", prefix, "--min-new-normals", "50", "--epochs", "2",
-            "--target-fpr", "0.05", "--device", "cpu", "--idle-ms", "1000"]
-    env = console_env(bootstrap=broker, redis_url=redis_url, prefix=prefix, token=None)
-    p = subprocess.run([sys.executable, "-m", "ganomaly", "trainer", *args], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=240)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
+class _TrainerService:
+    """``ganomaly trainer --every 3600`` in the background, as a deployment runs it: its first run finds nothing to learn and
+    it then waits an hour, unless an operator asks for a run (the console's "Retrain now")."""
+
+    def __init__(self, broker: str, redis_url: str, prefix: str, store: Path, feedback: str, tmp: Path) -> None:
+        args = ["--bootstrap-servers", broker, "--feedback-topic", feedback, "--group-id", f"trainer-{prefix}", "--data-dir",
+                str(tmp / "confirmed"), "--model-store", str(store), "--redis-url", redis_url, "--redis-prefix", prefix,
+                "--min-new-normals", "50", "--epochs", "2", "--target-fpr", "0.05", "--device", "cpu", "--idle-ms", "1000", "--every", "3600"]
+        env = console_env(bootstrap=broker, redis_url=redis_url, prefix=prefix, token=None)
+        self.log = tmp / "trainer.log"
+        self._out = self.log.open("w")
+        self.p = subprocess.Popen([sys.executable, "-m", "ganomaly", "trainer", *args], cwd=ROOT, env=env, stdout=self._out,
+                                  stderr=subprocess.STDOUT, text=True)
+
+    def records(self) -> list[dict]:
+        return [json.loads(ln) for ln in self.log.read_text().splitlines() if ln.startswith("{") and '"action"' in ln and '"event"' not in ln]
+
+    def __enter__(self) -> _TrainerService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.p.terminate()
+        self.p.wait(timeout=60)
+        self._out.close()
 
 
 def test_an_operator_with_only_a_browser_takes_an_alert_to_a_retrained_model_serving(broker: str, redis_url: str, prefix: str,
@@ -74,7 +89,8 @@ def test_an_operator_with_only_a_browser_takes_an_alert_to_a_retrained_model_ser
                       GANOMALY_FEEDBACK_TOPIC=feedback, **topics.env())
     with (WorkerProc(bootstrap=broker, topics=topics, model=trouser_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "worker.log",
                      GANOMALY_MODEL_STORE=store.root, GANOMALY_MODEL_POLL_S=0.5) as w,
-          ConsoleProc(env, tmp_path / "console.log") as console, chrome() as d):
+          ConsoleProc(env, tmp_path / "console.log") as console, chrome() as d,
+          _TrainerService(broker, redis_url, prefix, store.root, feedback, tmp_path) as trainer):
         shots = Screens(tmp_path / "screens", d)
         w.wait_for('"partitions_assigned"')
 
@@ -152,10 +168,22 @@ def test_an_operator_with_only_a_browser_takes_an_alert_to_a_retrained_model_ser
         assert sorted(subjects) == sorted(alerts[fp]["result"]["id"] for fp in picked), "not exactly one verdict per reviewed alert"
         assert {v["verdict"] for v in verdicts} == {"normal"} and {v["by"] for v in verdicts} == {"operator"}
 
-        # 6. The trainer learns from those verdicts, gates, promotes; the worker switches without a restart.
-        record = _trainer(broker, redis_url, prefix, store.root, feedback, tmp_path)
+        # 6. "Retrain now": the waiting trainer refits on those verdicts, gates and promotes; the worker switches without a restart.
+        wait_until("the trainer's first run (nothing to learn yet)", lambda: [r["action"] for r in trainer.records()] == ["skip"], timeout_s=120)
+        d.get(console.url("/models"))
+        assert _text(d, "#current-version") == v1 and "waiting" in _text(d, "#trainer"), _text(d, "#trainer")
+        d.find_element(By.ID, "retrain").click()
+        assert "asked for by console:operator" in _text(d, "#trainer") or len(trainer.records()) > 1, _text(d, "#trainer")
+        shots.shot("retrain-asked")
+
+        def serving_new() -> bool:
+            d.get(console.url("/models"))
+            return _text(d, "#current-version") != v1
+        wait_until("the models page shows the retrained version serving", serving_new, timeout_s=300, every_s=3.0)
+        record = trainer.records()[-1]
         assert record["action"] == "promoted", record
         v2 = record["challenger"]
+        assert _text(d, "#current-version") == v2 and "promoted" in _text(d, "#trainer")
         w.wait_for('"model_swapped"', timeout_s=30)
         # More bags come in: the worker scores them with the new model (and reports its status with each batch).
         more = produce_class(broker, topics.input, BAGS, 20, skip=N_BAGS, data_dir=FMNIST)
