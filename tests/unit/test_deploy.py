@@ -443,3 +443,18 @@ def test_console_ingress_component_builds_with_tls_behind_sso(tmp_path: Path) ->
     assert notes["nginx.ingress.kubernetes.io/auth-url"].startswith("https://")  # SSO in front, failing closed until set
     assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # the live alerts are Server-Sent Events
     assert "SSO" in (comp / "kustomization.yaml").read_text() and "VPN" in (comp / "kustomization.yaml").read_text()
+
+
+def test_compose_console_runs_with_the_workers_settings_and_a_token_from_the_shell() -> None:
+    services = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
+    worker, console = services["worker"], services["console"]
+    assert console["command"] == ["console", "--host", "0.0.0.0", "--port", "8080"] and console["image"] == worker["image"]
+    env = dict(console["environment"])
+    token = env.pop("GANOMALY_CONSOLE_TOKEN")
+    assert env == worker["environment"]
+    # no default: compose stops with the message when the variable is unset or empty (no nested $ in the message)
+    assert re.fullmatch(r"\$\{GANOMALY_CONSOLE_TOKEN:\?[^${}]+\}", token), token
+    assert console["ports"] == ["127.0.0.1:8080:8080"]
+    store = env["GANOMALY_MODEL_STORE"]
+    assert f"models:{store}:ro" in console["volumes"] and any(v.startswith(f"models:{store}") for v in worker["volumes"])
+    assert "http://127.0.0.1:8080/healthz" in " ".join(console["healthcheck"]["test"])
