@@ -20,6 +20,7 @@ import torch
 
 from ganomaly.data.images import DecodeLimits
 from ganomaly.registry import ModelStore, RedisPointer
+from ganomaly.thresholds import OperatorThresholds
 from worker.clients import Clients
 from worker.conversions import ChannelConversions
 from worker.decode_pool import DecodePool
@@ -66,7 +67,8 @@ class Pipeline:
                                  metrics=self.metrics, health=self.health, life=self.life)
         self.model_watch = ModelWatch(pointer, ModelStore(s.model_store) if s.model_store is not None else None, models=models,
                                       device=device, amp=s.amp, threshold_override=s.threshold_override, poll_s=s.model_poll_s,
-                                      metrics=self.metrics, health=self.health, stop=stop)
+                                      metrics=self.metrics, health=self.health, stop=stop,
+                                      thresholds=OperatorThresholds(pointer.r, s.redis.redis_prefix) if pointer is not None else None)
         self.poll: PollStage | None = None  # the connected stages, made by start()
         self.sink: SinkStage | None = None
         self.crashed: str | None = None  # the stage whose unexpected error stopped the worker
@@ -96,6 +98,7 @@ class Pipeline:
                                on_retry=retry_noter(self.metrics, self.health, "redis"))
         self.sink = SinkStage(self.out_q, kafka_sink=kafka_sink, redis_sink=redis_sink, models=self.models, assignment=lambda: poll.assignment,
                               worker_id=s.worker_id, metrics=self.metrics, health=self.health, life=self.life, on_acked=on_acked)
+        self.model_watch.follow_threshold()  # the operator's threshold for the start-up version, before the first record is polled
         poll.subscribe(s.input_topic)
         self._threads = [self._thread(f"decode-{i}", d.run) for i, d in enumerate(self.decoders)]
         self._threads += [self._thread("score", self.scorer.run), self._thread("models", self.model_watch.run),

@@ -76,6 +76,8 @@ COMMANDS: dict[str, Command] = {
                       "ganomaly.cli.commands.stack:run_alerts",
                       description="Print the most recent alerts from the workers' Redis alert stream, one line each (id, severity, source, score); "
                                   "--follow keeps printing new ones as they arrive."),
+    "console": Command("the operators' web console: alerts with their anomaly maps, review, models, thresholds, fleet",
+                       "console.settings:ConsoleSettings", "console.main:run_console"),
     "explain": Command("why one result or image scored what it did: its anomaly map over the frame, as PNGs",
                        "ganomaly.cli.commands.explain:ExplainSettings", "ganomaly.cli.commands.explain:run"),
     "demo-summary": Command("summarise labelled results in plain language (caught, false alarms, latency)",

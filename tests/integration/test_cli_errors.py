@@ -102,6 +102,14 @@ CASES: list[Case] = [
      "sha256"),
     ("corrupt artifact, models add", lambda i, o: ["models", "add", "--artifact", str(i.corrupt), "--model-store", str(o / "store")], "sha256"),
     ("missing model store", lambda i, o: ["models", "list", "--model-store", str(o / "store")], "does not exist"),
+    ("threshold without a value", lambda i, o: ["models", "threshold", "m-0123456789abcdef", "--model-store", str(o / "store")],
+     "threshold needs --value X (the new threshold) or --clear"),
+    ("threshold value and clear", lambda i, o: ["models", "threshold", "m-0123456789abcdef", "--value", "0.5", "--clear",
+                                                "--model-store", str(o / "store")], "give --value X or --clear, not both"),
+    ("negative threshold", lambda i, o: ["models", "threshold", "m-0123456789abcdef", "--value", "-0.5", "--model-store", str(o / "store")],
+     "a threshold must be a finite number >= 0"),
+    ("threshold without a version", lambda i, o: ["models", "threshold", "--value", "0.5", "--model-store", str(o / "store")],
+     "threshold needs a version"),
 ]
 
 
@@ -187,9 +195,17 @@ def test_a_worker_whose_metrics_port_is_taken_says_so_in_one_line(tiny_model: Pa
     assert last.startswith("error: cannot serve metrics on 127.0.0.1:") and "--metrics-port" in last
 
 
-def test_promoting_a_version_the_store_lacks_names_the_store(tiny_model: Path, tmp_path: Path, redis_url: str, prefix: str) -> None:
+def test_promoting_or_thresholding_a_version_the_store_lacks_names_the_store(tiny_model: Path, tmp_path: Path, redis_url: str, prefix: str) -> None:
     store = str(tmp_path / "store")
     assert ganomaly("models", "add", "--artifact", str(tiny_model), "--model-store", store).returncode == 0
     done = ganomaly("models", "promote", "m-0123456789abcdef", "--model-store", store, "--redis-url", redis_url, "--redis-prefix", prefix)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: version m-0123456789abcdef is not in the model store") and "models list" in done.stderr
+    done = ganomaly("models", "threshold", "m-0123456789abcdef", "--value", "0.5", "--model-store", store, "--redis-url", redis_url,
+                    "--redis-prefix", prefix)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: version m-0123456789abcdef is not in the model store") and done.stdout == ""
+    version = json.loads((tiny_model / "manifest.json").read_text())["version"]
+    done = ganomaly("models", "threshold", version, "--value", "0", "--model-store", store, "--redis-url", redis_url, "--redis-prefix", prefix)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "at or below the median score" in done.stderr and done.stdout == ""

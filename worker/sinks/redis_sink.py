@@ -111,6 +111,18 @@ class RedisSink:
         n_calls = -(-len(batch.results) // CHUNK)
         self.alerts_added += sum(sum(flags) for flags in out[:n_calls])
 
+    def write_status(self, status: m.WorkerStatus) -> bool:
+        """The status hash alone, once (an idle worker's refresh); False when Redis did not take it."""
+        key = self.keys.worker(status.worker)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, mapping={k: str(v) for k, v in status.model_dump().items()})
+            pipe.expire(key, self.status_ttl_s)
+            pipe.execute()
+        except RETRY_ON:
+            return False
+        return True
+
     def _retrying(self, error: BaseException) -> None:
         # After a Redis restart the script cache is empty; redis-py reloads on NOSCRIPT in pipelines
         # only if the script object is re-registered.

@@ -52,6 +52,7 @@ class SinkStage:
         self.life = life
         self.on_acked = on_acked  # optional: end-to-end seconds of each written batch's results (benchmarks)
         self.scored_total = 0
+        self._status_at = 0.0  # monotonic time of the last status write
         self.dead_total = 0
 
     def run(self) -> None:
@@ -62,6 +63,7 @@ class SinkStage:
                 self.health.beat("sink")
                 if self.life.finished():
                     return
+                self._idle_status()
                 continue
             if not self.write(_merged([first, *drain_nowait(self.out_q, 16)])):
                 return
@@ -97,7 +99,16 @@ class SinkStage:
         self.health.beat("sink")
         return True
 
+    def _idle_status(self) -> None:
+        # An idle worker is alive too: refresh its status hash (which expires after status_ttl_s) so the
+        # fleet keeps showing it. One attempt, no retry: an unanswered refresh must not hold up the stage.
+        if time.monotonic() - self._status_at < max(1.0, self.redis_sink.status_ttl_s / 3):
+            return
+        self._status_at = time.monotonic()
+        self.redis_sink.write_status(self._status(self.models.current()))
+
     def _status(self, model: ServingModel) -> m.WorkerStatus:
+        self._status_at = time.monotonic()
         return m.WorkerStatus(worker=self.worker_id, model_version=model.version, threshold=model.threshold,
                               assigned=",".join(sorted(f"{tp.topic}-{tp.partition}" for tp in self.assignment())),
                               in_flight=self.life.tracker.in_flight(), scored_total=self.scored_total, dead_letters_total=self.dead_total,
