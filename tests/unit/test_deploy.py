@@ -15,6 +15,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from console.settings import ConsoleSettings
 from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, prometheus_tool, query_variables, substitute
 from trainer.settings import TrainerSettings
 from worker.metrics import serve_http
@@ -24,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.30.0"
 CRDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
-CONSOLE_ENV = {"GANOMALY_CONSOLE_TOKEN", "GANOMALY_CONSOLE_USERS_FILE", "GANOMALY_CONSOLE_SECRET_KEY"}
 
 
 def _env_names(cls: Any) -> set[str]:
@@ -108,7 +108,7 @@ def test_hpa_component_validates() -> None:
 
 
 def test_configmap_keys_are_real_settings() -> None:
-    known = _env_names(WorkerSettings) | _env_names(TrainerSettings) | CONSOLE_ENV
+    known = _env_names(WorkerSettings) | _env_names(TrainerSettings) | _env_names(ConsoleSettings)
     for doc in render(K8S / "base"):
         if doc["kind"] == "ConfigMap" or (doc["kind"] == "Secret" and doc["metadata"]["name"] == "ganomaly-secrets"):
             keys = set(doc.get("data", {})) | set(doc.get("stringData", {}))
@@ -319,7 +319,7 @@ def test_compose_services_use_real_commands() -> None:
     from ganomaly.cli.main import build_parser
 
     parser, _ = build_parser()
-    for name in ("worker", "producer", "trainer"):
+    for name in ("worker", "producer", "trainer", "console"):
         parser.parse_args(doc["services"][name]["command"])  # exits on an unknown flag
 
 
@@ -366,10 +366,20 @@ def test_console_is_in_the_base_wired_like_the_workers() -> None:
     worker, console = _named(docs, "Deployment", "ganomaly-worker"), _named(docs, "Deployment", "ganomaly-console")
     (wc,), (c,) = _containers(worker), _containers(console)
     assert c["image"] == wc["image"] and c["args"] == ["console", "--host", "0.0.0.0", "--port", "8080"]
+    from ganomaly.cli.main import build_parser
+
+    build_parser()[0].parse_args(c["args"])  # exits on an unknown flag
     # the shared settings and the broker/Redis credentials, by the same references as the workers
     assert c["envFrom"] == wc["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}, {"secretRef": {"name": "ganomaly-secrets"}}]
     env = {e["name"]: e for e in c["env"]}
-    assert set(env) <= CONSOLE_ENV
+    assert set(env) <= _env_names(ConsoleSettings)
+    # the console reads the broker, Redis, the store, the workers' group and the topics under the names the workers do
+    from_cm = {"GANOMALY_BOOTSTRAP_SERVERS", "GANOMALY_SECURITY_PROTOCOL", "GANOMALY_SASL_MECHANISM", "GANOMALY_SSL_CAFILE",
+               "GANOMALY_REDIS_CA_FILE", "GANOMALY_REDIS_PREFIX", "GANOMALY_MODEL_STORE", "GANOMALY_GROUP_ID",
+               "GANOMALY_INPUT_TOPIC", "GANOMALY_RESULTS_TOPIC", "GANOMALY_FEEDBACK_TOPIC"}
+    secret = _named(docs, "Secret", "ganomaly-secrets")["stringData"]
+    assert from_cm <= set(cm["data"]) & _env_names(ConsoleSettings) & (_env_names(WorkerSettings) | _env_names(TrainerSettings))
+    assert set(secret) <= _env_names(ConsoleSettings) & _env_names(WorkerSettings)
     # the signing key comes from the Secret (one key for all replicas and restarts), the users from a file mounted from it
     assert env["GANOMALY_CONSOLE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": CONSOLE_SECRET, "key": "secret-key"}
     assert "GANOMALY_CONSOLE_TOKEN" not in env  # one name per operator, from the users file
