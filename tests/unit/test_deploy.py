@@ -468,3 +468,22 @@ def test_compose_console_runs_with_the_workers_settings_and_a_token_from_the_she
     store = env["GANOMALY_MODEL_STORE"]
     assert f"models:{store}:ro" in console["volumes"] and any(v.startswith(f"models:{store}") for v in worker["volumes"])
     assert "http://127.0.0.1:8080/healthz" in " ".join(console["healthcheck"]["test"])
+
+
+def test_images_install_the_packages_data_files() -> None:
+    """The images `pip install /src`: a wheel carries a package's non-Python files (the console's templates,
+    script and style) only when [tool.setuptools.package-data] names them, else `ganomaly console` in the image
+    has no pages to render."""
+    import fnmatch
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    data: dict[str, list[str]] = setuptools.get("package-data", {})
+    missing = []
+    for pkg in (p.rstrip("*") for p in setuptools["packages"]["find"]["include"]):
+        for f in sorted((ROOT / pkg).rglob("*")):
+            if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts:
+                rel = f.relative_to(ROOT / pkg).as_posix()
+                if not any(fnmatch.fnmatch(rel, g) for g in data.get(pkg, []) + data.get("*", [])):
+                    missing.append(f"{pkg}/{rel}")
+    assert not missing, f"not in any wheel (add them to [tool.setuptools.package-data]): {missing}"
