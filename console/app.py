@@ -49,6 +49,7 @@ def create_app(services: Services) -> Starlette:
         Route("/alerts/{fingerprint:str}/{kind:str}.png", api.alert_image),
         Route("/models", pages.models_page),
         Route("/models/rollback", pages.rollback_page, methods=["GET", "POST"]),
+        Route("/models/retrain", pages.retrain, methods=["POST"]),
         Route("/models/threshold", pages.threshold_page, methods=["GET", "POST"]),
         Route("/models/{version:str}/promote", pages.promote_page, methods=["GET", "POST"]),
         Route("/fleet", pages.fleet_page),

@@ -22,6 +22,7 @@ from ganomaly.connections.redis import make_redis
 from ganomaly.connections.startup import StartupWait, connect_kafka, wait_for_redis
 from ganomaly.errors import UserError
 from ganomaly.registry import ModelStore, RedisPointer, Registry
+from ganomaly.retrain import TrainerSignals
 from ganomaly.thresholds import OperatorThresholds
 
 log = structlog.get_logger("console")
@@ -50,8 +51,8 @@ def build_services(s: ConsoleSettings, tokens: dict[str, str]) -> Services:
         reviewer=Reviewer(board, producer, s.feedback_topic),
         images=ImageService(lambda: make_consumer(cfg, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS), store, device=s.device,
                             max_image_bytes=s.max_image_bytes),
-        models=ModelsView(registry, OperatorThresholds(client, s.redis.redis_prefix), s.kafka, results_topic=s.results_topic,
-                          shadow_topic=s.shadow_topic),
+        models=ModelsView(registry, OperatorThresholds(client, s.redis.redis_prefix), TrainerSignals(client, s.redis.redis_prefix), s.kafka,
+                          results_topic=s.results_topic, shadow_topic=s.shadow_topic),
         fleet=Fleet(client, s.redis.redis_prefix, group=s.workers_group, admin=make_admin(cfg),
                     consumer=make_consumer(cfg, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS)),
         secure_cookies=s.kafka.security_protocol != "PLAINTEXT" and s.host not in ("127.0.0.1", "localhost"),

@@ -17,6 +17,7 @@ from ganomaly.connections.tail import read_tail
 from ganomaly.errors import ArtifactError, UserError
 from ganomaly.model.calibration import Calibration, expected_flag_rate
 from ganomaly.registry import Pointer, Registry
+from ganomaly.retrain import TrainerSignals
 from ganomaly.thresholds import OperatorThresholds, ThresholdChange
 
 RECENT_PER_PARTITION = 2_000  # recent results read per partition for the histogram and the shadow comparison
@@ -37,10 +38,11 @@ class WhatIf:
 
 
 class ModelsView:
-    def __init__(self, registry: Registry, thresholds: OperatorThresholds, kafka: KafkaSettings, *, results_topic: str,
-                 shadow_topic: str) -> None:
+    def __init__(self, registry: Registry, thresholds: OperatorThresholds, trainer: TrainerSignals, kafka: KafkaSettings, *,
+                 results_topic: str, shadow_topic: str) -> None:
         self.registry = registry
         self.thresholds = thresholds
+        self.trainer = trainer
         self.kafka = kafka
         self.results_topic, self.shadow_topic = results_topic, shadow_topic
         self._recent: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # topic -> (when read, results)
@@ -51,7 +53,8 @@ class ModelsView:
             op = self.thresholds.get(row["version"]) if "error" not in row else None
             row["operator_threshold"] = op.threshold if op else None
         history = [Pointer.from_json(raw) for raw in self.registry.pointer.r.lrange(self.registry.pointer.history, 0, 19)]
-        return {**listing, "history": history, "decisions": self.decisions(), "audit": self.thresholds.audit(20)}
+        return {**listing, "history": history, "decisions": self.decisions(), "audit": self.thresholds.audit(20),
+                "trainer": self.trainer.status(), "retrain_pending": self.trainer.pending()}
 
     def decisions(self, limit: int = 20) -> list[dict[str, Any]]:
         folder = self.registry.store.decisions

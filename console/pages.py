@@ -137,6 +137,13 @@ async def rollback_page(request: Request, op: Operator) -> Response:
     return RedirectResponse("/models", status_code=303)
 
 
+@page
+async def retrain(request: Request, op: Operator) -> Response:
+    """Ask the trainer for a run now (a trainer running with --every takes it within a second; a CronJob at its next run)."""
+    await run_in_threadpool(services(request).models.trainer.request, f"console:{op.name}")
+    return RedirectResponse("/models", status_code=303)
+
+
 def _number(raw: Any) -> float | None:
     try:
         v = float(raw)

@@ -66,7 +66,7 @@ COMMANDS: dict[str, Command] = {
                         description="Post operator verdicts (normal or anomaly) on results to the feedback topic, for the trainer."),
     "trainer": Command("refit on confirmed normals, gate against the champion, promote", "trainer.settings:TrainerSettings",
                        "trainer.main:run_trainer"),
-    "models": Command("the model registry: list, add, promote VERSION, rollback", "ganomaly.cli.commands.models:ModelsSettings",
+    "models": Command("the model registry: list, add, promote VERSION, rollback, threshold VERSION", "ganomaly.cli.commands.models:ModelsSettings",
                       "ganomaly.cli.commands.models:run_models", positional=("action", "version"),
                       description="The model registry: list the versions and the current one, add an artifact to the store "
                                   "(--promote-now to make it current at once), promote VERSION, or roll back to the previous one."),

@@ -159,3 +159,50 @@ def test_overlapping_trainer_runs_do_not_corrupt_the_store(broker: str, redis_ur
     for d in (store.root / "decisions").glob("*.json"):
         json.loads(d.read_text())
     load_artifact(store.path_of(ptr.get().version))  # type: ignore[union-attr]
+
+
+def test_a_waiting_trainer_runs_at_once_when_an_operator_asks_and_says_so(broker: str, redis_url: str, prefix: str, trouser_model: Path,
+                                                                          tmp_path: Path) -> None:
+    """The console's "Retrain now": a trainer that would wait an hour runs within seconds of a request, and reports each run."""
+    from ganomaly.retrain import TrainerSignals
+
+    _, feedback = _with_feedback_topic(broker)
+    store, _, _ = _registry(tmp_path, redis_url, prefix, trouser_model)
+    env = {"GANOMALY_BOOTSTRAP_SERVERS": broker, "GANOMALY_FEEDBACK_TOPIC": feedback, "GANOMALY_MODEL_STORE": str(store.root),
+           "GANOMALY_REDIS_URL": redis_url, "GANOMALY_REDIS_PREFIX": prefix}
+    p = subprocess.Popen([sys.executable, "-m", "ganomaly", "trainer", "--every", "3600", "--group-id", f"trainer-{prefix}",
+                          "--data-dir", str(tmp_path / "confirmed"), "--idle-ms", "500"], cwd=ROOT, env={**os.environ, **env},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sig = TrainerSignals(redis.Redis.from_url(redis_url), prefix)
+    runs: list[dict] = []
+    seen: list[str] = []
+
+    def next_run(timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        assert p.stdout is not None
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            seen.append(line)
+            if line.startswith("{") and '"action"' in line and '"event"' not in line:
+                runs.append(json.loads(line))
+                return runs[-1]
+        raise AssertionError("no trainer run:\n" + "".join(seen[-30:]))
+
+    try:
+        assert next_run(120)["action"] == "skip"  # nothing confirmed yet
+        wait_until = time.monotonic() + 10
+        while sig.status().get("state") != "waiting" and time.monotonic() < wait_until:
+            time.sleep(0.2)
+        status = sig.status()
+        assert status["state"] == "waiting" and status["last_action"] == "skip"
+        assert status["next_at_ms"] > time.time() * 1000 + 3000 * 1000  # the next scheduled run is an hour away
+        asked = time.monotonic()
+        sig.request("console:alice")
+        assert next_run(60)["action"] == "skip"
+        assert time.monotonic() - asked < 30
+        assert sig.pending() is None  # the run answered the request
+        assert any('"run_requested"' in ln and "console:alice" in ln for ln in seen)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    assert p.returncode == 0

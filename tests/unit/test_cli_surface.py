@@ -94,7 +94,7 @@ def test_help_shows_secrets_as_secret_and_factories_by_what_they_compute(capsys:
         ("train", "--score", "{latent,recon,hybrid}"),
         ("train", "--protocol", "{leave-one-out,one-class}"),
         ("feedback", "--verdict", "{normal,anomaly}"),
-        ("models", "", "{list,promote,rollback,add}"),
+        ("models", "", "{list,promote,rollback,add,threshold}"),
         ("stack", "", "{up,down,status}"),
     ],
 )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
+import structlog
 from structlog.testing import capture_logs
 
 from ganomaly.devstack import free_port
@@ -62,6 +67,18 @@ def test_without_a_model_store_there_is_nothing_to_watch(tmp_path: Path) -> None
     assert not t.is_alive()
 
 
+@contextlib.contextmanager
+def _events() -> Iterator[list[dict[str, Any]]]:
+    """The worker's log events from INFO up, whatever level an earlier test (a CLI run) left configured."""
+    before = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=before)
+
+
 def _watch(tmp_path: Path, redis_url: str, prefix: str, *, override: float | None = None
            ) -> tuple[ModelWatch, ModelStore, RedisPointer, OperatorThresholds, WorkerMetrics]:
     """A watch serving a store's version (as the pointer says), with operator thresholds in the same Redis."""
@@ -86,7 +103,7 @@ def test_an_operator_threshold_is_served_without_a_reload_and_a_new_version_star
     lower = (first.artifact.calibration.median + calibrated) / 2
     t = in_thread(watch.run)
     try:
-        with capture_logs() as logs:
+        with _events() as logs:
             ops.set(first.version, lower, by="ann", calibrated=calibrated, note="catch more")
             wait_until(lambda: holder.current().threshold == lower)
             now = holder.current()
@@ -121,7 +138,7 @@ def test_a_threshold_flag_wins_and_the_ignored_operator_threshold_is_logged_once
     watch, _, _, ops, _ = _watch(tmp_path, redis_url, prefix, override=0.123)
     version = watch.models.current().version
     ops.set(version, 0.5, by="ann", calibrated=1.0)
-    with capture_logs() as logs:
+    with _events() as logs:
         for _ in range(3):
             watch.check()
     assert watch.models.current().threshold == 0.123
@@ -135,7 +152,7 @@ def test_an_unreachable_redis_keeps_the_threshold_served(tmp_path: Path, redis_u
     watch.check()
     assert watch.models.current().threshold == 0.7
     watch.thresholds = OperatorThresholds(redis.Redis(port=free_port(), socket_connect_timeout=0.5), prefix)  # nothing listens there
-    with capture_logs() as logs:
+    with _events() as logs:
         watch.follow_threshold()
     assert watch.models.current().threshold == 0.7
     assert [e["event"] for e in logs] == ["operator_threshold_unreadable"]
@@ -146,7 +163,7 @@ def test_an_operator_threshold_at_or_below_the_normal_median_is_refused_once(tmp
     model = watch.models.current()
     median = model.artifact.calibration.median
     ops.set(model.version, median, by="ann", calibrated=model.artifact.threshold)  # no median given: the library does not check
-    with capture_logs() as logs:
+    with _events() as logs:
         for _ in range(3):
             watch.check()
     assert watch.models.current().threshold == model.artifact.threshold  # the normalised score would have no scale
