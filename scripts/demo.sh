@@ -4,8 +4,22 @@
 # a camera stream carries mostly sneakers and a few percent of other items, which the worker
 # should flag. A local Tansu broker and a private Redis (both gone after the demo, so the
 # machine's own Redis is left as found), a worker, alerts as they arrive, a replay report, and
-# a plain-language summary. About 3-5 minutes on 2 CPU cores.
+# a plain-language summary. About 3-5 minutes on 2 CPU cores. Then the operator's console opens on
+# the same stack, with a worker, until Ctrl-C (or, with --stop-at-end, the demo stops there).
 set -euo pipefail
+USAGE="usage: bash scripts/demo.sh [--stop-at-end]  (or GANOMALY_DEMO_STOP_AT_END=1)"
+STOP_AT_END=${GANOMALY_DEMO_STOP_AT_END:-0}
+for arg in "$@"; do
+  case "$arg" in
+    --stop-at-end) STOP_AT_END=1 ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) echo "error: unknown argument $arg; $USAGE" >&2; exit 2 ;;
+  esac
+done
+case "$STOP_AT_END" in
+  0|1) ;;
+  *) echo "error: GANOMALY_DEMO_STOP_AT_END=$STOP_AT_END: use 1 (stop at the end) or 0" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
@@ -16,15 +30,48 @@ CLASS=7
 COUNT=${GANOMALY_DEMO_COUNT:-1000}
 SHARE=${GANOMALY_DEMO_ANOMALY_SHARE:-0.04}
 METRICS_PORT=${GANOMALY_DEMO_METRICS_PORT:-9100}
+CONSOLE_PORT=${GANOMALY_DEMO_CONSOLE_PORT:-8080}
 mkdir -p "$RUN"
-rm -f "$RUN"/*.json "$RUN"/*.csv "$RUN"/*.png "$RUN"/worker.log  # a rerun's summary lists only its own files
+rm -f "$RUN"/*.json "$RUN"/*.csv "$RUN"/*.png "$RUN"/worker.log "$RUN"/console.log  # a rerun's summary lists only its own files
 STATE="$RUN/stack"
+
+# SIGTERM, then up to 20 s to finish (the worker drains and commits), then SIGKILL
+stop() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+# the processes first, so that none of them meets a broker or Redis going away under it
+cleanup() { stop "${CONSOLE_PID:-}"; stop "${WORKER_PID:-}"; ganomaly stack down --state-dir "$STATE" >/dev/null || true; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# until URL answers 200 (and PID, when given, still runs): `wait_http URL SECONDS MESSAGE [PID]`
+wait_http() {
+  python - "$@" <<'PY'
+import sys, time, urllib.request
+from pathlib import Path
+url, limit, message = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+stat = Path(f"/proc/{sys.argv[4]}/stat") if len(sys.argv) > 4 else None
+deadline = time.monotonic() + limit
+while True:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        break
+    except OSError:
+        gone = stat is not None and (not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+        if gone or time.monotonic() > deadline:
+            raise SystemExit(message)
+        time.sleep(0.5)
+PY
+}
 
 echo "== 1. local stack (Tansu broker + a private Redis)"
 ganomaly stack up --state-dir "$STATE" --broker-port "${GANOMALY_DEMO_BROKER_PORT:-9092}" > "$RUN/env.sh"
 source "$RUN/env.sh"
-cleanup() { [ -n "${WORKER_PID:-}" ] && kill "$WORKER_PID" 2>/dev/null || true; ganomaly stack down --state-dir "$STATE" >/dev/null || true; }
-trap cleanup EXIT
 
 echo "== 2. model: sneakers are normal (one-class, trained on the spot unless $RUN/model exists)"
 if [ ! -f "$RUN/model/manifest.json" ]; then
@@ -37,23 +84,15 @@ ganomaly evaluate --model "$RUN/model" --protocol one-class --class "$CLASS" --r
 ganomaly models add --promote-now --artifact "$RUN/model" --model-store "$RUN/store" --redis-url "$GANOMALY_REDIS_URL" --redis-prefix demo
 
 echo "== 3. worker (logs: $RUN/worker.log, metrics: http://127.0.0.1:$METRICS_PORT/metrics)"
-GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo GANOMALY_GROUP_ID=demo-workers GANOMALY_METRICS_PORT="$METRICS_PORT" \
-  GANOMALY_SESSION_TIMEOUT_MS=6000 GANOMALY_HEARTBEAT_INTERVAL_MS=1000 \
-  ganomaly worker > "$RUN/worker.log" 2>&1 &
-WORKER_PID=$!
-# wait until it has its partitions (/readyz), so that the latencies below are the worker's, not the group join's
-python - "$METRICS_PORT" <<'PY'
-import sys, time, urllib.request
-deadline = time.monotonic() + 90
-while True:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=2)
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            raise SystemExit("the worker did not become ready within 90 s: see the worker log")
-        time.sleep(0.5)
-PY
+start_worker() {  # the store and the Redis prefix the model was added under (the console reads the same)
+  GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo GANOMALY_GROUP_ID=demo-workers GANOMALY_METRICS_PORT="$METRICS_PORT" \
+    GANOMALY_SESSION_TIMEOUT_MS=6000 GANOMALY_HEARTBEAT_INTERVAL_MS=1000 \
+    ganomaly worker >> "$RUN/worker.log" 2>&1 &
+  WORKER_PID=$!
+  # until it has its partitions (/readyz), so that the latencies below are the worker's, not the group join's
+  wait_http "http://127.0.0.1:$METRICS_PORT/readyz" 90 "the worker did not become ready within 90 s: see the worker log" "$WORKER_PID"
+}
+start_worker
 
 echo "== 4. the inspection line's camera: $COUNT test images at 200/s, mostly sneakers, a share of $SHARE other items"
 ganomaly produce --from fashion-mnist --split t10k --protocol one-class --class "$CLASS" --count "$COUNT" --anomaly-share "$SHARE" \
@@ -73,3 +112,28 @@ ganomaly replay --mode rescore --topic images --model "$RUN/model" --report "$RU
 
 ganomaly demo-summary --bootstrap-servers "$GANOMALY_BOOTSTRAP_SERVERS" --source demo-cam --expect "$COUNT" --wait-s 30 \
   --run-dir "$RUN" --out "$RUN/summary.json"
+
+# The console on the same stack, with a worker again (the fleet page shows it, and images sent now
+# are scored); the console makes a one-time token (--demo-token) and prints the URL that logs in.
+GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo \
+  ganomaly console --demo-token --host 127.0.0.1 --port "$CONSOLE_PORT" > "$RUN/console.log" 2>&1 &
+CONSOLE_PID=$!
+start_worker
+wait_http "http://127.0.0.1:$CONSOLE_PORT/healthz" 120 "the console did not answer within 120 s: see $RUN/console.log" "$CONSOLE_PID"
+URL=$(grep -m1 '^console: http' "$RUN/console.log" || true)
+[ -n "$URL" ] || { echo "error: the console printed no URL: see $RUN/console.log" >&2; exit 1; }
+if [ "$STOP_AT_END" = 1 ]; then
+  echo "== 7. the operator's console answered (--stop-at-end: stopping it, the worker and the stack)"
+  echo "$URL"
+  exit 0
+fi
+echo "== 7. the operator's console: open this URL; Ctrl-C stops the demo"
+echo "$URL"
+echo "   (console log: $RUN/console.log, worker log: $RUN/worker.log; the stack, the worker and the console run until Ctrl-C)"
+trap 'exit 0' INT TERM
+while kill -0 "$CONSOLE_PID" 2>/dev/null; do
+  kill -0 "$WORKER_PID" 2>/dev/null || { echo "error: the worker stopped: see $RUN/worker.log" >&2; exit 1; }
+  sleep 1
+done
+echo "error: the console stopped: see $RUN/console.log" >&2
+exit 1

@@ -32,6 +32,13 @@ fi
 # The tests also start private redis-server instances (outage tests).
 command -v redis-server >/dev/null || { (apt-get install -y redis-server || (apt-get update && apt-get install -y redis-server)) >/dev/null; }
 
+# A real browser for the console's browser test: Debian's chromium and its matching chromedriver
+# (Selenium drives them; nothing is downloaded at run time).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "setup: installing chromium and chromium-driver"
+  (apt-get install -y chromium chromium-driver || (apt-get update && apt-get install -y chromium chromium-driver)) >/dev/null
+fi
+
 # Prometheus and promtool for the observability test (a real Prometheus scrapes a real worker and
 # runs the dashboard's queries and the alert rules). Debian's package is only unpacked into
 # .tools/ (both binaries need nothing but libc): no service is installed or started.

@@ -20,12 +20,16 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import redis
 
@@ -160,13 +164,58 @@ def test_quick_start_as_written(tmp_path: Path, aside: None) -> None:
         pass
 
 
+def _read_until_url(proc: subprocess.Popen[str], lines: list[str], url_seen: threading.Event) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("console: http"):
+            url_seen.set()
+
+
 def test_demo_as_written(tmp_path: Path, aside: None) -> None:
-    env = _env(GANOMALY_DEMO_BROKER_PORT=str(free_port()), GANOMALY_DEMO_METRICS_PORT=str(free_port()))
+    """The README's demo command, as written: the product end to end and its summary, then the operator's
+    console on the same stack (the URL it prints logs in), until Ctrl-C takes everything down and exits 0."""
+    ports = {name: free_port() for name in ("BROKER", "METRICS", "CONSOLE")}
+    env = _env(**{f"GANOMALY_DEMO_{name}_PORT": str(port) for name, port in ports.items()})
+    errors = tmp_path / "demo.stderr"
+    lines: list[str] = []
+    url_seen = threading.Event()
     t0 = time.monotonic()
-    out = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False)
-    took = time.monotonic() - t0
-    assert out.returncode == 0, f"demo failed after {took:.0f} s:\n{out.stdout[-3000:]}\n{out.stderr[-4000:]}"
-    text = out.stdout
+    with errors.open("w") as err:
+        proc = subprocess.Popen(shlex.split(DEMO), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    reader = threading.Thread(target=_read_until_url, args=(proc, lines, url_seen), daemon=True)
+    reader.start()
+    try:
+        while not url_seen.wait(1) and proc.poll() is None and time.monotonic() - t0 < 1500:
+            pass
+        took = time.monotonic() - t0
+        text = "".join(lines)
+        assert url_seen.is_set(), f"demo showed no console URL after {took:.0f} s (exit {proc.poll()}):\n{text[-3000:]}\n" \
+                                  f"{errors.read_text()[-4000:]}"
+        _check_summary(text)
+        _check_console(text, ports["CONSOLE"])
+        # Ctrl-C: everything stops and the demo exits 0
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        assert rc == 0, f"exit {rc} after SIGINT:\n{errors.read_text()[-3000:]}"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # the demo's own teardown (its TERM trap), then the hard way
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        reader.join(10)
+    # the stack, the worker and the console are gone
+    redis_port = int(re.search(r"GANOMALY_REDIS_URL=\S*?:(\d+)", (ROOT / "runs/demo/env.sh").read_text()).group(1))  # type: ignore[union-attr]
+    for what, port in [*ports.items(), ("REDIS", redis_port)]:
+        assert not port_open("127.0.0.1", port), f"{what} still listens on {port} after the demo stopped"
+    log = (ROOT / "runs/demo/worker.log").read_text(errors="replace")
+    assert "stage_crashed" not in log and "Traceback" not in log, log[-3000:]
+    assert "Traceback" not in (ROOT / "runs/demo/console.log").read_text(errors="replace")
+
+
+def _check_summary(text: str) -> None:
     caught = re.search(r"Anomalies caught: (\d+) of (\d+) sent", text)
     false_alarms = re.search(r"False alarms: (\d+) of (\d+) normal images", text)
     latency = re.search(r"p50 (\d+) ms, p99 (\d+) ms", text)
@@ -181,3 +230,41 @@ def test_demo_as_written(tmp_path: Path, aside: None) -> None:
         (sent, int(caught.group(1)), normals, int(false_alarms.group(1)))
     for name in ("evaluate.json", "replay-audit.json", "replay-rescore.json", "worker.log"):
         assert (ROOT / "runs/demo" / name).is_file(), name
+
+
+def _check_console(text: str, port: int) -> None:
+    """The URL the demo shows is the console's, on this machine only, and it logs in: a session cookie, then the
+    alerts page with the demo's alerts (the console reads the demo's stack and Redis prefix)."""
+    heading = text.index("== 7. the operator's console: open this URL; Ctrl-C stops the demo")
+    (url,) = [ln.split(" ", 1)[1].strip() for ln in text[heading:].splitlines() if ln.startswith("console: http")]
+    parts = urlsplit(url)
+    assert (parts.hostname, parts.port, parts.path) == ("127.0.0.1", port, "/login"), url
+    (token,) = parse_qs(parts.query)["token"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=30) as client:
+        health = client.get("/healthz")
+        assert (health.status_code, health.text.strip()) == (200, "ok")
+        assert client.get("/").status_code == 303  # no session yet
+        assert client.get("/login", params={"token": token[::-1]}).status_code != 303 and not client.cookies  # only its token
+        login = client.get(url)
+        assert login.status_code == 303 and urlsplit(login.headers["location"]).path == "/", login.headers
+        assert login.headers.get("set-cookie") and client.cookies
+        page = client.get("/")
+        assert page.status_code == 200, page.text[:2000]
+        assert 'id="alerts"' in page.text and 'data-source="demo-cam"' in page.text, page.text[:3000]
+
+
+def test_demo_flags() -> None:
+    """--stop-at-end (or GANOMALY_DEMO_STOP_AT_END=1) is taken; anything else is one error line before any work."""
+    def demo(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "scripts/demo.sh", *args], cwd=ROOT, env=_env(**extra), capture_output=True, text=True,
+                              timeout=30, check=False)
+
+    usage = demo("--help")
+    assert usage.returncode == 0 and "--stop-at-end" in usage.stdout and "GANOMALY_DEMO_STOP_AT_END" in usage.stdout
+    bad = demo("--stop-at-end", "--no-such-flag")
+    assert bad.returncode == 2 and bad.stdout == "", bad.stdout
+    assert bad.stderr.startswith("error: unknown argument --no-such-flag;") and len(bad.stderr.splitlines()) == 1, bad.stderr
+    bad_env = demo("--stop-at-end", "--help", GANOMALY_DEMO_STOP_AT_END="yes")
+    assert bad_env.returncode == 0  # --help first: nothing else is looked at
+    bad_env = demo(GANOMALY_DEMO_STOP_AT_END="yes")
+    assert bad_env.returncode == 2 and bad_env.stderr.startswith("error: GANOMALY_DEMO_STOP_AT_END=yes"), bad_env.stderr

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from console.settings import ConsoleSettings
 from tests.dashboard import DASHBOARD_DIR, GRAFANA_VARIABLES, SCRAPE_LABELS, dashboard, panels, prometheus_tool, query_variables, substitute
 from trainer.settings import TrainerSettings
 from worker.metrics import serve_http
@@ -54,14 +55,21 @@ def _merge(base: Any, patch: Any) -> Any:
 
 
 def render(kdir: Path) -> list[dict[str, Any]]:
-    """A kustomize-equivalent rendering of our bases and overlays (resources, patches, images, namespace)."""
+    """A kustomize-equivalent rendering of our bases, overlays and components (resources, patches, images, namespace)."""
     k = yaml.safe_load((kdir / "kustomization.yaml").read_text())
     docs: list[dict[str, Any]] = []
     for res in k.get("resources", []):
         p = kdir / res
         docs += render(p) if p.is_dir() else [d for d in yaml.safe_load_all(p.read_text()) if d]
-    for patch in k.get("patches", []):
-        pdoc = yaml.safe_load((kdir / patch["path"]).read_text())
+    patches = [(kdir, p) for p in k.get("patches", [])]
+    for comp in k.get("components", []):  # a component adds its resources and patches to the overlay's
+        ck = yaml.safe_load((kdir / comp / "kustomization.yaml").read_text())
+        assert ck["kind"] == "Component" and set(ck) <= {"apiVersion", "kind", "resources", "patches"}, f"render() cannot build {comp}"
+        docs += [d for res in ck.get("resources", []) for d in yaml.safe_load_all((kdir / comp / res).read_text()) if d]
+        patches += [(kdir / comp, p) for p in ck.get("patches", [])]
+    for pdir, patch in patches:
+        assert "path" in patch, f"render() applies patches from files only: {patch}"
+        pdoc = yaml.safe_load((pdir / patch["path"]).read_text())
         target = [d for d in docs if d["kind"] == pdoc["kind"] and d["metadata"]["name"] == pdoc["metadata"]["name"]]
         assert len(target) == 1, f"patch {patch['path']} matches {len(target)} resources"
         docs[docs.index(target[0])] = _merge(target[0], pdoc)
@@ -100,13 +108,13 @@ def test_hpa_component_validates() -> None:
 
 
 def test_configmap_keys_are_real_settings() -> None:
-    known = _env_names(WorkerSettings) | _env_names(TrainerSettings)
+    known = _env_names(WorkerSettings) | _env_names(TrainerSettings) | _env_names(ConsoleSettings)
     for doc in render(K8S / "base"):
         if doc["kind"] == "ConfigMap" or (doc["kind"] == "Secret" and doc["metadata"]["name"] == "ganomaly-secrets"):
             keys = set(doc.get("data", {})) | set(doc.get("stringData", {}))
             assert keys <= known, f"unknown settings in {doc['metadata']['name']}: {keys - known}"
-    for overlay in ("cpu", "gpu"):
-        for doc in render(K8S / "overlays" / overlay):
+    for overlay in ("base", "overlays/cpu", "overlays/gpu"):
+        for doc in render(K8S / overlay):
             for c in _containers(doc):
                 for e in c.get("env", []):
                     assert e["name"] in known, e["name"]
@@ -114,7 +122,7 @@ def test_configmap_keys_are_real_settings() -> None:
 
 def test_probes_and_ports_match_the_worker() -> None:
     cm = next(d for d in render(K8S / "base") if d["kind"] == "ConfigMap")["data"]
-    dep = next(d for d in render(K8S / "overlays" / "gpu") if d["kind"] == "Deployment")
+    dep = next(d for d in render(K8S / "overlays" / "gpu") if d["kind"] == "Deployment" and d["metadata"]["name"] == "ganomaly-worker")
     c = _containers(dep)[0]
     port = next(p for p in c["ports"] if p["name"] == "http")["containerPort"]
     assert port == int(cm["GANOMALY_METRICS_PORT"])
@@ -298,6 +306,12 @@ def test_dockerfiles_copy_files_that_exist(dockerfile: str) -> None:
         for src in line.split():
             assert (ROOT / src).exists(), f"{dockerfile} copies missing {src}"
     assert "USER 10001" in text and text.count("FROM ") >= 2
+    # every package the project installs is in the image (the console too: `ganomaly console` runs from it)
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = {Path(src).name for line in copies for src in line.split()}
+    assert {p.rstrip("*") for p in packages} <= copied, f"{dockerfile} leaves out {sorted({p.rstrip('*') for p in packages} - copied)}"
 
 
 def test_compose_services_use_real_commands() -> None:
@@ -305,7 +319,7 @@ def test_compose_services_use_real_commands() -> None:
     from ganomaly.cli.main import build_parser
 
     parser, _ = build_parser()
-    for name in ("worker", "producer", "trainer"):
+    for name in ("worker", "producer", "trainer", "console"):
         parser.parse_args(doc["services"][name]["command"])  # exits on an unknown flag
 
 
@@ -330,3 +344,146 @@ def test_compose_prometheus_scrapes_every_worker_and_grafana_loads_the_dashboard
     (provider,) = yaml.safe_load(next(p for d, p in graf.items() if "/provisioning/dashboards/" in d).read_text())["providers"]
     dash_dst = next(d for d, p in graf.items() if p.resolve() == (DASHBOARD_DIR / "ganomaly-workers.json").resolve())
     assert str(Path(dash_dst).parent) == provider["options"]["path"]
+
+
+# --- the operator's console --------------------------------------------------------------------
+
+CONSOLE_SECRET = "ganomaly-console"  # made by the operator (the command in console-deployment.yaml), never shipped
+
+
+def _named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def _pod(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["template"]["spec"]
+
+
+def test_console_is_in_the_base_wired_like_the_workers() -> None:
+    docs = render(K8S / "base")
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    worker, console = _named(docs, "Deployment", "ganomaly-worker"), _named(docs, "Deployment", "ganomaly-console")
+    (wc,), (c,) = _containers(worker), _containers(console)
+    assert c["image"] == wc["image"] and c["args"] == ["console", "--host", "0.0.0.0", "--port", "8080"]
+    from ganomaly.cli.main import build_parser
+
+    build_parser()[0].parse_args(c["args"])  # exits on an unknown flag
+    # the shared settings and the broker/Redis credentials, by the same references as the workers
+    assert c["envFrom"] == wc["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}, {"secretRef": {"name": "ganomaly-secrets"}}]
+    env = {e["name"]: e for e in c["env"]}
+    assert set(env) <= _env_names(ConsoleSettings)
+    # the console reads the broker, Redis, the store, the workers' group and the topics under the names the workers do
+    from_cm = {"GANOMALY_BOOTSTRAP_SERVERS", "GANOMALY_SECURITY_PROTOCOL", "GANOMALY_SASL_MECHANISM", "GANOMALY_SSL_CAFILE",
+               "GANOMALY_REDIS_CA_FILE", "GANOMALY_REDIS_PREFIX", "GANOMALY_MODEL_STORE", "GANOMALY_GROUP_ID",
+               "GANOMALY_INPUT_TOPIC", "GANOMALY_RESULTS_TOPIC", "GANOMALY_FEEDBACK_TOPIC"}
+    secret = _named(docs, "Secret", "ganomaly-secrets")["stringData"]
+    assert from_cm <= set(cm["data"]) & _env_names(ConsoleSettings) & (_env_names(WorkerSettings) | _env_names(TrainerSettings))
+    assert set(secret) <= _env_names(ConsoleSettings) & _env_names(WorkerSettings)
+    # the signing key comes from the Secret (one key for all replicas and restarts), the users from a file mounted from it
+    assert env["GANOMALY_CONSOLE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": CONSOLE_SECRET, "key": "secret-key"}
+    assert "GANOMALY_CONSOLE_TOKEN" not in env  # one name per operator, from the users file
+    users_vol = next(v for v in _pod(console)["volumes"] if v.get("secret", {}).get("secretName") == CONSOLE_SECRET)
+    ((item,),) = [users_vol["secret"]["items"]]
+    assert item["key"] == "console-users"
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == users_vol["name"]]
+    assert mount["readOnly"] and env["GANOMALY_CONSOLE_USERS_FILE"]["value"] == f"{mount['mountPath']}/{item['path']}"
+    # the model store: the workers' claim, at the path the ConfigMap names, read-only as the workers mount it
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    w_models = next(m for m in wc["volumeMounts"] if m["mountPath"] == cm["data"]["GANOMALY_MODEL_STORE"])
+    claim = {v["name"]: v.get("persistentVolumeClaim") for v in _pod(console)["volumes"]}
+    w_claim = {v["name"]: v.get("persistentVolumeClaim") for v in _pod(worker)["volumes"]}
+    (models,) = [m for m in mounts.values() if m["mountPath"] == cm["data"]["GANOMALY_MODEL_STORE"]]
+    assert models["readOnly"] is True is w_models["readOnly"] and claim[models["name"]] == w_claim[w_models["name"]]
+    # probes on /healthz (no auth) at the port it listens on; the Service reaches that port
+    port = next(p for p in c["ports"] if p["name"] == "http")["containerPort"]
+    assert port == 8080 == int(c["args"][c["args"].index("--port") + 1])
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    svc = _named(docs, "Service", "ganomaly-console")
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+    assert svc["spec"]["selector"].items() <= console["spec"]["template"]["metadata"]["labels"].items()
+    assert not svc["spec"]["selector"].items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+    # locked down like the workers; modest resources (anomaly maps on CPU)
+    assert _pod(console)["securityContext"] == _pod(worker)["securityContext"] and c["securityContext"] == wc["securityContext"]
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"} and "memory" in c["resources"]["limits"]
+
+
+def test_console_credentials_come_from_the_operators_secret_only() -> None:
+    """No default credentials anywhere: the base ships no console Secret (a template token would be a working
+    one), no env var carries a literal token or key, and the command that makes the Secret makes the keys read."""
+    dep_yaml = (K8S / "base" / "console-deployment.yaml").read_text()
+    files = sorted(K8S.rglob("*.yaml")) + [ROOT / "deploy" / "compose.yaml"]
+    for f in files:
+        text = f.read_text()
+        assert not re.search(r"token=|--demo-token", text), f"{f.relative_to(ROOT)} names a token or a demo token"
+    for overlay in ("base", "overlays/cpu", "overlays/gpu"):
+        for d in render(K8S / overlay):
+            assert not (d["kind"] == "Secret" and d["metadata"]["name"] == CONSOLE_SECRET), f"{overlay} ships {CONSOLE_SECRET}"
+            for c in _containers(d):
+                for e in c.get("env", []):
+                    if re.search(r"TOKEN|SECRET|PASSWORD|USERS", e["name"]) and e["name"] != "GANOMALY_CONSOLE_USERS_FILE":
+                        assert "value" not in e, f"{d['metadata']['name']}: {e['name']} is a literal"
+    create = re.search(r"kubectl -n (\S+) create secret generic (\S+) \\\n#\s+(.+)", dep_yaml)
+    assert create, "console-deployment.yaml shows how to make its Secret"
+    namespace, name, rest = create.groups()
+    made = set(re.findall(r"--from-(?:literal|file)=([\w-]+)=", rest))
+    console = _named(render(K8S / "base"), "Deployment", "ganomaly-console")
+    (c,) = _containers(console)
+    read = {e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"] if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == name}
+    read |= {i["key"] for v in _pod(console)["volumes"] if v.get("secret", {}).get("secretName") == name for i in v["secret"]["items"]}
+    assert namespace == console["metadata"]["namespace"] and made == read == {"secret-key", "console-users"}
+
+
+def test_console_ingress_component_builds_with_tls_behind_sso(tmp_path: Path) -> None:
+    comp = K8S / "components" / "console-ingress"
+    assert yaml.safe_load((comp / "kustomization.yaml").read_text())["kind"] == "Component"
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [str(K8S / "overlays" / "cpu")], "components": [str(comp)]}))
+    docs = render(tmp_path)
+    for d in docs:
+        if d["kind"] not in CRDS:
+            kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+    ing, svc = _named(docs, "Ingress", "ganomaly-console"), _named(docs, "Service", "ganomaly-console")
+    ((rule,),) = [ing["spec"]["rules"]]
+    ((path,),) = [rule["http"]["paths"]]
+    assert path["backend"]["service"] == {"name": svc["metadata"]["name"], "port": {"name": svc["spec"]["ports"][0]["name"]}}
+    (tls,) = ing["spec"]["tls"]
+    assert tls["hosts"] == [rule["host"]] and tls["secretName"]
+    notes = ing["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/auth-url"].startswith("https://")  # SSO in front, failing closed until set
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # the live alerts are Server-Sent Events
+    assert "SSO" in (comp / "kustomization.yaml").read_text() and "VPN" in (comp / "kustomization.yaml").read_text()
+
+
+def test_compose_console_runs_with_the_workers_settings_and_a_token_from_the_shell() -> None:
+    services = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
+    worker, console = services["worker"], services["console"]
+    assert console["command"] == ["console", "--host", "0.0.0.0", "--port", "8080"] and console["image"] == worker["image"]
+    env = dict(console["environment"])
+    token = env.pop("GANOMALY_CONSOLE_TOKEN")
+    assert env == worker["environment"]
+    # no default: compose stops with the message when the variable is unset or empty (no nested $ in the message)
+    assert re.fullmatch(r"\$\{GANOMALY_CONSOLE_TOKEN:\?[^${}]+\}", token), token
+    assert console["ports"] == ["127.0.0.1:8080:8080"]
+    store = env["GANOMALY_MODEL_STORE"]
+    assert f"models:{store}:ro" in console["volumes"] and any(v.startswith(f"models:{store}") for v in worker["volumes"])
+    assert "http://127.0.0.1:8080/healthz" in " ".join(console["healthcheck"]["test"])
+
+
+def test_images_install_the_packages_data_files() -> None:
+    """The images `pip install /src`: a wheel carries a package's non-Python files (the console's templates,
+    script and style) only when [tool.setuptools.package-data] names them, else `ganomaly console` in the image
+    has no pages to render."""
+    import fnmatch
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    data: dict[str, list[str]] = setuptools.get("package-data", {})
+    missing = []
+    for pkg in (p.rstrip("*") for p in setuptools["packages"]["find"]["include"]):
+        for f in sorted((ROOT / pkg).rglob("*")):
+            if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts:
+                rel = f.relative_to(ROOT / pkg).as_posix()
+                if not any(fnmatch.fnmatch(rel, g) for g in data.get(pkg, []) + data.get("*", [])):
+                    missing.append(f"{pkg}/{rel}")
+    assert not missing, f"not in any wheel (add them to [tool.setuptools.package-data]): {missing}"
