@@ -33,6 +33,7 @@ METRICS_PORT=${GANOMALY_DEMO_METRICS_PORT:-9100}
 CONSOLE_PORT=${GANOMALY_DEMO_CONSOLE_PORT:-8080}
 mkdir -p "$RUN"
 rm -f "$RUN"/*.json "$RUN"/*.csv "$RUN"/*.png "$RUN"/worker.log "$RUN"/console.log  # a rerun's summary lists only its own files
+rm -rf "$RUN/confirmed"  # the trainer's confirmed set belongs to this run's topic
 STATE="$RUN/stack"
 
 # SIGTERM, then up to 20 s to finish (the worker drains and commits), then SIGKILL
@@ -44,7 +45,7 @@ stop() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 # the processes first, so that none of them meets a broker or Redis going away under it
-cleanup() { stop "${CONSOLE_PID:-}"; stop "${WORKER_PID:-}"; ganomaly stack down --state-dir "$STATE" >/dev/null || true; }
+cleanup() { stop "${CONSOLE_PID:-}"; stop "${TRAINER_PID:-}"; stop "${WORKER_PID:-}"; ganomaly stack down --state-dir "$STATE" >/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -118,6 +119,11 @@ ganomaly demo-summary --bootstrap-servers "$GANOMALY_BOOTSTRAP_SERVERS" --source
 GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo \
   ganomaly console --demo-token --host 127.0.0.1 --port "$CONSOLE_PORT" > "$RUN/console.log" 2>&1 &
 CONSOLE_PID=$!
+# The trainer as a deployment runs it, every hour; the console's "Retrain now" makes it run at once on what
+# the operator confirmed (20 confirmed normals at least), so the loop closes in the browser.
+GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo \
+  ganomaly trainer --every 3600 --data-dir "$RUN/confirmed" --min-new-normals 20 --epochs 2 --log-level warning > "$RUN/trainer.log" 2>&1 &
+TRAINER_PID=$!
 start_worker
 wait_http "http://127.0.0.1:$CONSOLE_PORT/healthz" 120 "the console did not answer within 120 s: see $RUN/console.log" "$CONSOLE_PID"
 URL=$(grep -m1 '^console: http' "$RUN/console.log" || true)
@@ -129,7 +135,8 @@ if [ "$STOP_AT_END" = 1 ]; then
 fi
 echo "== 7. the operator's console: open this URL; Ctrl-C stops the demo"
 echo "$URL"
-echo "   (console log: $RUN/console.log, worker log: $RUN/worker.log; the stack, the worker and the console run until Ctrl-C)"
+echo "   Confirm alerts as normal or anomaly, then Models > Retrain now: the trainer refits on your verdicts and promotes if not worse."
+echo "   (logs: $RUN/console.log, $RUN/worker.log, $RUN/trainer.log; the stack, worker, trainer and console run until Ctrl-C)"
 trap 'exit 0' INT TERM
 while kill -0 "$CONSOLE_PID" 2>/dev/null; do
   kill -0 "$WORKER_PID" 2>/dev/null || { echo "error: the worker stopped: see $RUN/worker.log" >&2; exit 1; }
