@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import pytest
 import redis
@@ -66,7 +67,7 @@ class _TrainerService:
     def records(self) -> list[dict]:
         return [json.loads(ln) for ln in self.log.read_text().splitlines() if ln.startswith("{") and '"action"' in ln and '"event"' not in ln]
 
-    def __enter__(self) -> _TrainerService:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
