@@ -324,3 +324,56 @@ def test_demo_token_prints_a_login_url_that_logs_in(broker: str, redis_url: str,
         assert httpx.get(f"http://127.0.0.1:{port}/login?token=wrong{m.group(2)}", timeout=30).status_code == 401
     finally:
         stop(proc, timeout_s=10)
+
+
+def test_a_threshold_is_applied_only_after_its_what_if_and_a_confirmation_and_is_audited(stack: Stack) -> None:
+    from ganomaly.thresholds import OperatorThresholds
+
+    c, csrf = _session(stack)
+    version = stack.bags[0]["result"]["model_version"]
+    thresholds = OperatorThresholds(redis.Redis.from_url(stack.redis_url), stack.prefix)
+    calibrated = stack.bags[0]["result"]["threshold"]
+    page = c.get("/models/threshold", params={"version": version, "candidate": calibrated * 1.1})
+    assert page.status_code == 200
+    what_if = select(page.text, id_="what-if")[0].text
+    assert "%" in what_if and "held-out normal images" in what_if, what_if
+    # below the normals' median: refused with its reason, the apply button disabled
+    low = c.get("/models/threshold", params={"version": version, "candidate": 0})
+    assert low.status_code == 400 and "median" in select(low.text, cls="error")[0].text
+    # the first POST only shows the confirmation; nothing changes yet
+    candidate = round(calibrated * 1.1, 6)
+    confirm = c.post("/models/threshold", data={"csrf_token": csrf, "version": version, "candidate": candidate, "note": "fewer false alarms"})
+    assert confirm.status_code == 200 and select(confirm.text, "button", id_="confirm-threshold")
+    assert thresholds.get(version) is None
+    done = c.post("/models/threshold", data={"csrf_token": csrf, "version": version, "candidate": candidate, "note": "fewer false alarms",
+                                             "confirm": "yes"})
+    assert done.status_code == 303
+    change = thresholds.get(version)
+    try:
+        assert change is not None and change.threshold == candidate and change.by == "console:operator" and change.note == "fewer false alarms"
+        assert abs(change.previous - calibrated) < 1e-6
+        audit = select(c.get("/models/threshold", params={"version": version}).text, "table", id_="threshold-audit")[0].text
+        assert "console:operator" in audit and "fewer false alarms" in audit
+        assert c.post("/models/threshold", data={"version": version, "candidate": 1, "confirm": "yes"}).status_code == 403  # no CSRF
+    finally:
+        cleared = c.post("/models/threshold", data={"csrf_token": csrf, "version": version, "action": "clear"})
+    assert cleared.status_code == 303 and thresholds.get(version) is None
+
+
+def test_retrain_now_leaves_a_request_for_the_trainer_and_rollback_without_history_says_so(stack: Stack) -> None:
+    from ganomaly.retrain import TrainerSignals
+
+    c, csrf = _session(stack)
+    sig = TrainerSignals(redis.Redis.from_url(stack.redis_url), stack.prefix)
+    assert c.post("/models/retrain", data={}).status_code == 403  # no CSRF
+    assert sig.pending() is None
+    assert c.post("/models/retrain", data={"csrf_token": csrf}).status_code == 303
+    try:
+        assert sig.pending()["by"] == "console:operator"
+        assert "asked for by console:operator" in select(c.get("/models").text, id_="trainer")[0].text
+    finally:
+        sig.take()
+    r = c.get("/models/rollback")
+    assert r.status_code == 409 and "no previous version" in r.text
+    assert c.get("/models/m-doesnotexist/promote").status_code == 404
+    assert c.get("/models/..%2F..%2Fetc/promote").status_code == 404
