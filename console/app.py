@@ -8,7 +8,7 @@ from kafka.errors import KafkaError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -53,6 +53,9 @@ def create_app(services: Services) -> Starlette:
         Route("/models/threshold", pages.threshold_page, methods=["GET", "POST"]),
         Route("/models/{version:str}/promote", pages.promote_page, methods=["GET", "POST"]),
         Route("/fleet", pages.fleet_page),
+        # the names an operator may type for what the menu calls Alerts and Threshold
+        Route("/alerts", lambda request: RedirectResponse("/", status_code=308)),
+        Route("/threshold", lambda request: RedirectResponse("/models/threshold", status_code=308)),
         Route("/api/alerts", api.alerts_json),
         Route("/api/events", api.events),
         Route("/api/review", api.review, methods=["POST"]),

@@ -26,6 +26,7 @@ from ganomaly.data.images import BadImage
 from ganomaly.data.overlay import png
 from ganomaly.errors import ArtifactError
 from ganomaly.explain import Explanation, explain
+from ganomaly.model import Scorer
 from ganomaly.registry import ModelStore
 
 VERSION = re.compile(r"^m-[0-9A-Za-z._-]{1,80}$")  # what a version looks like; nothing else reaches the store's path
@@ -63,6 +64,7 @@ class ImageService:
         self._fetch_lock = threading.Lock()  # a KafkaConsumer is not thread-safe
         self._model_lock = threading.Lock()
         self._render_lock = threading.Lock()
+        self._forward_lock = threading.Lock()
         self._bytes = _Lru(64)
         self._models = _Lru(3)
         self._rendered = _Lru(256)
@@ -89,27 +91,32 @@ class ImageService:
                 raise Unavailable(msg)
             return self._bytes.get_or(key, lambda: got)
 
-    def model(self, version: str) -> Artifact:
+    def model(self, version: str) -> tuple[Artifact, Scorer]:
+        """The artifact and its one Scorer (made once: making one rewrites the weights' layout in place)."""
         if not VERSION.match(version):
             msg = f"not a model version: {version[:40]!r}"
             raise Unavailable(msg)
         with self._model_lock:
-            def load() -> Artifact:
+            def load() -> tuple[Artifact, Scorer]:
                 path: Path = self.store.path_of(version)
                 if not path.is_dir():
                     msg = f"model {version} is not in the model store"
                     raise Unavailable(msg)
                 try:
-                    return load_artifact(path, self.device)
+                    art = load_artifact(path, self.device)
                 except ArtifactError as e:
                     raise Unavailable(str(e)) from None
-            return self._models.get_or(version, load)
+                return art, art.scorer(self.device)
+            return self._models.get_or(version, load)  # type: ignore[no-any-return]
 
     def explanation(self, ref: dict[str, Any], version: str) -> tuple[Explanation, Artifact]:
         data = self.original(ref)
-        art = self.model(version)
+        art, scorer = self.model(version)
         try:
-            return explain(art, data, device=self.device), art
+            # one forward pass at a time: with one intra-op thread each, concurrent passes would only contend for
+            # the same two cores, and a model shared between threads is safest used by one at a time
+            with self._forward_lock:
+                return explain(art, data, device=self.device, scorer=scorer), art
         except BadImage as e:
             msg = f"the record cannot be decoded as the model's input ({e.reason})"
             raise Unavailable(msg) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -99,7 +100,7 @@ async def models_page(request: Request, op: Operator) -> Response:
     s = services(request)
     ov = await run_in_threadpool(s.models.overview)
     shadow = await run_in_threadpool(s.models.shadow)
-    return render(request, op, "models.html", {"ov": ov, "shadow": shadow})
+    return render(request, op, "models.html", {"ov": ov, "shadow": shadow, "now_ms": int(time.time() * 1000)})
 
 
 @page
@@ -195,4 +196,4 @@ async def threshold_page(request: Request, op: Operator) -> Response:
 @page
 async def fleet_page(request: Request, op: Operator) -> Response:
     workers = await run_in_threadpool(services(request).fleet.workers)
-    return render(request, op, "fleet.html", {"workers": workers})
+    return render(request, op, "fleet.html", {"workers": workers, "group": services(request).fleet.group})

@@ -18,6 +18,7 @@ from PIL import Image
 from ganomaly.artifact import Artifact
 from ganomaly.data.images import DecodeLimits, decode_image
 from ganomaly.data.overlay import default_vmax, heatmap, overlay, png
+from ganomaly.model import Scorer
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,15 @@ class Explanation:
                 "frame": list(self.frame.size), "map_max": float(self.map.max()), "vmax": self.vmax, "seconds": round(self.seconds, 4)}
 
 
-def explain(art: Artifact, data: bytes, *, device: torch.device | str = "cpu", limits: DecodeLimits | None = None) -> Explanation:
-    """Decode ``data`` as the worker does (raises BadImage for what the worker dead-letters), score it, map it."""
+def explain(art: Artifact, data: bytes, *, device: torch.device | str = "cpu", limits: DecodeLimits | None = None,
+            scorer: Scorer | None = None) -> Explanation:
+    """Decode ``data`` as the worker does (raises BadImage for what the worker dead-letters), score it, map it.
+
+    A long-lived caller passes its one ``scorer`` of ``art``: making a Scorer converts the generator's
+    weights in place (channels_last), which must never happen while another thread runs the same model."""
     t0 = time.perf_counter()
     x = decode_image(data, art.input_spec, limits)
-    out = art.scorer(device).score(torch.from_numpy(x)[None], with_maps=True)
+    out = (scorer or art.scorer(device)).score(torch.from_numpy(x)[None], with_maps=True)
     assert out.maps is not None
     with Image.open(io.BytesIO(data)) as im:
         frame = im.convert("RGB")

@@ -45,7 +45,7 @@ stop() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 # the processes first, so that none of them meets a broker or Redis going away under it
-cleanup() { stop "${CONSOLE_PID:-}"; stop "${TRAINER_PID:-}"; stop "${WORKER_PID:-}"; ganomaly stack down --state-dir "$STATE" >/dev/null || true; }
+cleanup() { stop "${PRODUCE_PID:-}"; stop "${CONSOLE_PID:-}"; stop "${TRAINER_PID:-}"; stop "${WORKER_PID:-}"; ganomaly stack down --state-dir "$STATE" >/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -116,11 +116,11 @@ ganomaly demo-summary --bootstrap-servers "$GANOMALY_BOOTSTRAP_SERVERS" --source
 
 # The console on the same stack, with a worker again (the fleet page shows it, and images sent now
 # are scored); the console makes a one-time token (--demo-token) and prints the URL that logs in.
-GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo \
+GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo GANOMALY_GROUP_ID=demo-workers \
   ganomaly console --demo-token --host 127.0.0.1 --port "$CONSOLE_PORT" > "$RUN/console.log" 2>&1 &
 CONSOLE_PID=$!
 # The trainer as a deployment runs it, every hour; the console's "Retrain now" makes it run at once on what
-# the operator confirmed (20 confirmed normals at least), so the loop closes in the browser.
+# the operator confirmed (20 new confirmed normals at least), so the loop closes in the browser.
 GANOMALY_MODEL_STORE="$RUN/store" GANOMALY_REDIS_PREFIX=demo \
   ganomaly trainer --every 3600 --data-dir "$RUN/confirmed" --min-new-normals 20 --epochs 2 --log-level warning > "$RUN/trainer.log" 2>&1 &
 TRAINER_PID=$!
@@ -135,8 +135,16 @@ if [ "$STOP_AT_END" = 1 ]; then
 fi
 echo "== 7. the operator's console: open this URL; Ctrl-C stops the demo"
 echo "$URL"
-echo "   Confirm alerts as normal or anomaly, then Models > Retrain now: the trainer refits on your verdicts and promotes if not worse."
+# The loop needs something to learn: a product the model has never seen, which it flags and operators
+# confirm as normal (the sneakers alone leave one or two false alarms, too few to refit on).
+echo "== 8. a second product starts on the line: 300 bags at 20/s from camera demo-cam-2; the model knows only sneakers and flags them"
+echo "   In the console: Source demo-cam-2, Filter, pick all shown, Normal (false alarm); then Models > Retrain now."
+echo "   The trainer refits on your verdicts (a minute or two), the gate compares it with the serving model, and if it is not"
+echo "   worse the workers switch to it: the Models page shows it serving, and bags that arrive later are no longer flagged."
 echo "   (logs: $RUN/console.log, $RUN/worker.log, $RUN/trainer.log; the stack, worker, trainer and console run until Ctrl-C)"
+ganomaly produce --from fashion-mnist --split t10k --protocol one-class --class 8 --count 300 --anomaly-share 0 --rate 20 \
+  --source demo-cam-2 --no-progress > "$RUN/produce-bags.log" 2>&1 &
+PRODUCE_PID=$!
 trap 'exit 0' INT TERM
 while kill -0 "$CONSOLE_PID" 2>/dev/null; do
   kill -0 "$WORKER_PID" 2>/dev/null || { echo "error: the worker stopped: see $RUN/worker.log" >&2; exit 1; }

@@ -10,6 +10,10 @@
   }
   function draw(root) {
     root.querySelectorAll(".time[data-ms]").forEach((el) => { el.textContent = when(el.dataset.ms); });
+    root.querySelectorAll(".time[data-iso]").forEach((el) => {
+      const d = new Date(el.dataset.iso);
+      if (!isNaN(d)) el.textContent = d.toLocaleString();
+    });
     root.querySelectorAll(".score-bar span[data-norm]").forEach((el) => {
       const v = Math.max(0, Number(el.dataset.norm) || 0);
       // 1.0 (the threshold) sits at 40 % of the bar; 2.5x the threshold span fills it

@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     from ganomaly.cli.flags import settings_from_args
 
     try:
+        check_environment(cls)  # first: a mistyped variable may be why the settings are incomplete
         settings = settings_from_args(cls, ns)
-        check_environment(cls)
         level = str(getattr(settings, "log_level", "info"))
         _check_log_level(level)
         from ganomaly.log import configure_logging

@@ -141,6 +141,22 @@ def subject(f: dict[str, Any]) -> str:
     return f"{ref['topic']}:{ref['partition']}:{ref['offset']}" if ref else str(f.get("result_id"))
 
 
+def test_a_page_full_of_maps_requested_at_once_is_served_whole(stack: Stack) -> None:
+    """An alerts page asks for every row's thumbnail and map at the same moment (first, before anything is cached):
+    the console once crashed here (a segfault in libtorch: a Scorer made per request rewrote the weights' layout while
+    another request's forward pass read them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c, _ = _session(stack)
+    urls = [f"/alerts/{a['fingerprint']}/{kind}.png?size=thumb" for a in stack.bags + stack.hostile + stack.frames
+            for kind in ("overlay", "heatmap")]
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda u: c.get(u, timeout=120).status_code, urls))
+    assert codes == [200] * len(urls), codes
+    assert stack.console.proc.poll() is None, stack.console.logs()[-3000:]
+    assert c.get("/healthz").status_code == 200
+
+
 def test_without_a_session_pages_send_to_login_and_the_api_answers_401(stack: Stack) -> None:
     c = httpx.Client(base_url=stack.console.base, timeout=30)
     assert c.get("/healthz").text.strip() == "ok"
