@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from console.alerts import AlertFilter, AlertView
 from console.auth import Operator
@@ -126,3 +126,33 @@ async def alert_image(request: Request, op: Operator) -> Response:
     except Unavailable as e:
         return JSONResponse({"error": str(e)}, status_code=404)
     return Response(data, media_type="image/png", headers={"cache-control": "private, max-age=300"})
+
+
+@api
+async def raw_map(request: Request, op: Operator) -> Response:
+    s = services(request)
+    a = await run_in_threadpool(s.board.get, request.path_params["fingerprint"])
+    if a is None:
+        return JSONResponse({"error": "no such alert"}, status_code=404)
+    try:
+        data = await run_in_threadpool(s.images.raw_map, a.result["input"], a.result["model_version"])
+    except Unavailable as e:
+        return JSONResponse({"error": str(e)}, status_code=404)
+    name = a.result["id"].replace(":", "-")
+    return Response(data, media_type="application/octet-stream", headers={"content-disposition": f'attachment; filename="map-{name}.npy"'})
+
+
+@api
+async def by_result_id(request: Request, op: Operator) -> Response:
+    """``/results/TOPIC:PARTITION:OFFSET`` (the id on every result and alert) -> that alert's page."""
+    from ganomaly.contracts.messages import InputRef, fingerprint
+
+    rid = request.path_params["result_id"]
+    try:
+        topic, part, off = rid.rsplit(":", 2)
+        fp = fingerprint(InputRef(topic=topic, partition=int(part), offset=int(off)))
+    except ValueError:
+        return JSONResponse({"error": f"not a result id (topic:partition:offset): {rid[:80]}"}, status_code=404)
+    if await run_in_threadpool(services(request).board.get, fp) is None:
+        return JSONResponse({"error": f"no alert for result {rid[:80]} (not flagged, or older than the alert stream keeps)"}, status_code=404)
+    return RedirectResponse(f"/alerts/{fp}", status_code=303)

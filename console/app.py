@@ -47,6 +47,8 @@ def create_app(services: Services) -> Starlette:
         Route("/", pages.alerts_page),
         Route("/alerts/{fingerprint:str}", pages.alert_page, methods=["GET", "POST"]),
         Route("/alerts/{fingerprint:str}/{kind:str}.png", api.alert_image),
+        Route("/alerts/{fingerprint:str}/map.npy", api.raw_map),
+        Route("/results/{result_id:str}", api.by_result_id),
         Route("/models", pages.models_page),
         Route("/models/rollback", pages.rollback_page, methods=["GET", "POST"]),
         Route("/models/retrain", pages.retrain, methods=["POST"]),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from kafka import KafkaConsumer
 from PIL import Image
 
@@ -120,6 +121,13 @@ class ImageService:
         except BadImage as e:
             msg = f"the record cannot be decoded as the model's input ({e.reason})"
             raise Unavailable(msg) from None
+
+    def raw_map(self, ref: dict[str, Any], version: str) -> bytes:
+        """The map itself: float32, isize x isize at the model's resolution (per-pixel |x - G(x)|, smoothed), in NumPy's .npy format."""
+        ex, _ = self.explanation(ref, version)
+        buf = io.BytesIO()
+        np.save(buf, ex.map.astype(np.float32), allow_pickle=False)
+        return buf.getvalue()
 
     def render(self, kind: str, ref: dict[str, Any], version: str, *, thumb: bool) -> bytes:
         """A PNG of the original frame, its overlay or its heatmap (bounded in size; ``thumb``: at most 160 px)."""

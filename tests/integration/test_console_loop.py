@@ -393,3 +393,17 @@ def test_retrain_now_leaves_a_request_for_the_trainer_and_rollback_without_histo
     assert r.status_code == 409 and "no previous version" in r.text
     assert c.get("/models/m-doesnotexist/promote").status_code == 404
     assert c.get("/models/..%2F..%2Fetc/promote").status_code == 404
+
+
+def test_an_alert_is_reachable_by_its_result_id_and_its_raw_map_downloads(stack: Stack) -> None:
+    c, _ = _session(stack)
+    alert = stack.bags[2]
+    r = c.get(f"/results/{alert['result']['id']}")
+    assert r.status_code == 303 and r.headers["location"] == f"/alerts/{alert['fingerprint']}"
+    assert c.get("/results/images:0:999999999").status_code == 404
+    assert c.get("/results/not-an-id").status_code == 404
+    r = c.get(f"/alerts/{alert['fingerprint']}/map.npy")
+    assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+    m = np.load(io.BytesIO(r.content), allow_pickle=False)
+    assert m.dtype == np.float32 and m.shape == (32, 32) and float(m.max()) > 0 and np.isfinite(m).all()
+    assert select(c.get(f"/alerts/{alert['fingerprint']}").text, "a", id_="raw-map")
