@@ -49,8 +49,9 @@ class ModelsView:
 
     def overview(self) -> dict[str, Any]:
         listing = self.registry.list()
+        ops = self.thresholds.get_many([row["version"] for row in listing["versions"] if "error" not in row])  # one round trip
         for row in listing["versions"]:
-            op = self.thresholds.get(row["version"]) if "error" not in row else None
+            op = ops.get(row["version"])
             row["operator_threshold"] = op.threshold if op else None
         history = [Pointer.from_json(raw) for raw in self.registry.pointer.r.lrange(self.registry.pointer.history, 0, 19)]
         return {**listing, "history": history, "decisions": self.decisions(), "audit": self.thresholds.audit(20),

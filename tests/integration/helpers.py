@@ -15,11 +15,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Self
 
+import redis
 from kafka import TopicPartition
 
 from ganomaly.connections.kafka import KafkaSettings, as_kafka, ensure_topics, make_consumer
 from ganomaly.data.idx import load_split
 from ganomaly.devstack import free_port, stop
+from ganomaly.registry import ModelStore, Pointer, RedisPointer
 from producers import ImagePublisher, encode_png
 from tests.dashboard import prometheus_tool
 
@@ -213,3 +215,12 @@ class PrometheusProc:
 
     def __exit__(self, *exc: object) -> None:
         stop(self.proc, timeout_s=10)
+
+
+def serving_registry(tmp_path: Path, redis_url: str, prefix: str, champion: Path) -> tuple[ModelStore, RedisPointer, str]:
+    """A model store under ``tmp_path/store`` holding ``champion``, and the registry pointer (Redis) at it: what workers serve."""
+    store = ModelStore(tmp_path / "store")
+    version = store.add(champion)
+    ptr = RedisPointer(redis.Redis.from_url(redis_url), prefix)
+    assert ptr.set(Pointer(version, str(store.path_of(version)), "test", int(time.time() * 1000)), expect=None)
+    return store, ptr, version

@@ -30,11 +30,11 @@ from selenium.webdriver.common.by import By
 from ganomaly.connections.kafka import ensure_topics, make_admin
 from ganomaly.data.idx import load_split
 from ganomaly.devstack import free_port, stop
-from ganomaly.registry import ModelStore, Pointer, RedisPointer
+from ganomaly.registry import ModelStore
 from producers import ImagePublisher, encode_png
 from tests.conftest import FMNIST
 from tests.console_kit import ConsoleProc, chrome, console_env, csrf_of, http_login, login, new_token, select, wait_until
-from tests.integration.helpers import ROOT, Topics, WorkerProc, produce_class, read_topic
+from tests.integration.helpers import ROOT, Topics, WorkerProc, produce_class, read_topic, serving_registry
 
 pytestmark = pytest.mark.integration
 BAGS = 8
@@ -92,10 +92,7 @@ def stack(broker: str, redis_url: str, trouser_model: Path, tmp_path_factory: py
     doomed.results, doomed.alerts, doomed.dlq = topics.results, topics.alerts, topics.dlq
     feedback = f"feedback-{topics.group}"
     ensure_topics(topics.kafka.config(), [feedback], 1)
-    store = ModelStore(tmp / "store")
-    v1 = store.add(trouser_model)
-    assert RedisPointer(redis.Redis.from_url(redis_url), prefix).set(
-        Pointer(v1, str(store.path_of(v1)), "test", int(time.time() * 1000)), expect=None)
+    store, _, _ = serving_registry(tmp, redis_url, prefix, trouser_model)
 
     keys = produce_class(broker, topics.input, BAGS, 40, data_dir=FMNIST)
     _publish(broker, topics.input, [(png, HOSTILE, HOSTILE, "image/png") for png in _bag_pngs(10, skip=40)])

@@ -17,23 +17,15 @@ from ganomaly.artifact import load_artifact
 from ganomaly.connections.kafka import ensure_topics
 from ganomaly.contracts.messages import Feedback, InputRef
 from ganomaly.errors import ArtifactError
-from ganomaly.registry import ModelStore, Pointer, RedisPointer
+from ganomaly.registry import ModelStore, Pointer
 from producers.feedback import post_verdicts
 from tests.conftest import FMNIST
-from tests.integration.helpers import ROOT, Topics, WorkerProc, produce_class, read_topic, results_by_id
+from tests.integration.helpers import ROOT, Topics, WorkerProc, produce_class, read_topic, results_by_id, serving_registry
 from trainer.job import run_once
 from trainer.settings import TrainerSettings
 
 pytestmark = pytest.mark.integration
 BAGS, TROUSERS = 8, 1
-
-
-def _registry(tmp_path: Path, redis_url: str, prefix: str, champion: Path) -> tuple[ModelStore, RedisPointer, str]:
-    store = ModelStore(tmp_path / "store")
-    version = store.add(champion)
-    ptr = RedisPointer(redis.Redis.from_url(redis_url), prefix)
-    assert ptr.set(Pointer(version, str(store.path_of(version)), "test", int(time.time() * 1000)), expect=None)
-    return store, ptr, version
 
 
 def _with_feedback_topic(broker: str) -> tuple[Topics, str]:
@@ -59,7 +51,7 @@ def _trainer_settings(broker: str, redis_url: str, prefix: str, store: ModelStor
 def test_confirmed_new_class_is_learned_promoted_and_picked_up_mid_stream(broker: str, redis_url: str, prefix: str, trouser_model: Path,
                                                                            tmp_path: Path) -> None:
     topics, feedback = _with_feedback_topic(broker)
-    store, _, v1 = _registry(tmp_path, redis_url, prefix, trouser_model)
+    store, _, v1 = serving_registry(tmp_path, redis_url, prefix, trouser_model)
     with WorkerProc(bootstrap=broker, topics=topics, model=trouser_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
                     GANOMALY_MODEL_STORE=store.root, GANOMALY_MODEL_POLL_S=0.5) as w:
         # Phase 1: bags start arriving; the champion (trousers only) flags them.
@@ -95,7 +87,7 @@ def test_confirmed_new_class_is_learned_promoted_and_picked_up_mid_stream(broker
 
 def test_a_worse_challenger_is_rejected(broker: str, redis_url: str, prefix: str, trouser_model: Path, tmp_path: Path) -> None:
     topics, feedback = _with_feedback_topic(broker)
-    store, ptr, v1 = _registry(tmp_path, redis_url, prefix, trouser_model)
+    store, ptr, v1 = serving_registry(tmp_path, redis_url, prefix, trouser_model)
     keys = produce_class(broker, topics.input, TROUSERS, 300, data_dir=FMNIST)
     with WorkerProc(bootstrap=broker, topics=topics, model=trouser_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log") as w:
         res = [v[0] for v in results_by_id(read_topic(broker, topics.results, want=len(keys), timeout_s=90)).values()]
@@ -112,7 +104,7 @@ def test_a_worse_challenger_is_rejected(broker: str, redis_url: str, prefix: str
 def test_worker_refuses_a_corrupted_artifact_and_keeps_serving(broker: str, redis_url: str, prefix: str, trouser_model: Path,
                                                                tmp_path: Path) -> None:
     topics = Topics(broker)
-    store, ptr, v1 = _registry(tmp_path, redis_url, prefix, trouser_model)
+    store, ptr, v1 = serving_registry(tmp_path, redis_url, prefix, trouser_model)
     bad = store.versions / "m-corrupted000000"
     shutil.copytree(store.path_of(v1), bad)
     w_file = bad / "model.safetensors"
@@ -135,7 +127,7 @@ def test_worker_refuses_a_corrupted_artifact_and_keeps_serving(broker: str, redi
 
 def test_overlapping_trainer_runs_do_not_corrupt_the_store(broker: str, redis_url: str, prefix: str, trouser_model: Path, tmp_path: Path) -> None:
     topics, feedback = _with_feedback_topic(broker)
-    store, ptr, _ = _registry(tmp_path, redis_url, prefix, trouser_model)
+    store, ptr, _ = serving_registry(tmp_path, redis_url, prefix, trouser_model)
     keys = produce_class(broker, topics.input, BAGS, 200, data_dir=FMNIST)
     inputs = read_topic(broker, topics.input, want=len(keys), timeout_s=30)
     now = int(time.time() * 1000)
@@ -167,7 +159,7 @@ def test_a_waiting_trainer_runs_at_once_when_an_operator_asks_and_says_so(broker
     from ganomaly.retrain import TrainerSignals
 
     _, feedback = _with_feedback_topic(broker)
-    store, _, _ = _registry(tmp_path, redis_url, prefix, trouser_model)
+    store, _, _ = serving_registry(tmp_path, redis_url, prefix, trouser_model)
     env = {"GANOMALY_BOOTSTRAP_SERVERS": broker, "GANOMALY_FEEDBACK_TOPIC": feedback, "GANOMALY_MODEL_STORE": str(store.root),
            "GANOMALY_REDIS_URL": redis_url, "GANOMALY_REDIS_PREFIX": prefix}
     p = subprocess.Popen([sys.executable, "-m", "ganomaly", "trainer", "--every", "3600", "--group-id", f"trainer-{prefix}",
