@@ -57,13 +57,14 @@ def _signals(s: TrainerSettings) -> TrainerSignals:
 
 
 def _report(s: TrainerSettings, sig: TrainerSignals, record: dict[str, Any] | None, *, next_at_ms: int | None, state: str = "waiting") -> None:
-    """The trainer's status for the console; a run's request is taken with it (that run answered it). Best effort."""
+    """The trainer's status for the console (a CronJob run also takes the request it answered). Best effort."""
     import redis
 
     try:
         fields: dict[str, Any] = {"state": state, "every_s": s.every, "next_at_ms": next_at_ms}
         if record is not None:
-            sig.take()
+            if s.every is None:  # a CronJob run answers the request it finds (a looping trainer took its own in _wait)
+                sig.take()
             fields |= {"last_at": record.get("at"), "last_action": record.get("action"), "last_reason": record.get("reason"),
                        "last_challenger": record.get("challenger"), "last_champion": record.get("champion")}
         sig.report(**fields)
@@ -81,7 +82,7 @@ def _wait(s: TrainerSettings, sig: TrainerSignals, stop: threading.Event, t0: fl
         if time.monotonic() >= deadline:
             return
         try:
-            asked = sig.pending()
+            asked = sig.take()  # taken as the run it starts begins: a request made during that run asks for another
         except redis.RedisError:
             continue
         if asked is not None:
