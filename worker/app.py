@@ -17,7 +17,7 @@ import structlog
 import torch
 
 from ganomaly.connections.startup import ConnectError, StartupStopped, StartupWait
-from ganomaly.data.images import decode_many_noting_conversion
+from ganomaly.data.images import decode_many_pixels
 from ganomaly.device import resolve_device
 from ganomaly.errors import UserError
 from ganomaly.registry import ModelStore, RedisPointer
@@ -50,7 +50,7 @@ class Worker:
         shadow = load_serving(settings.shadow_model, self.device, settings.amp, None) if settings.shadow_model is not None else None
         # spawned processes start clean whatever this one has begun (threads, CUDA); checked here, before polling
         try:
-            decode_pool = DecodePool(settings.decode_processes, fn=decode_many_noting_conversion) if settings.decode_processes else None
+            decode_pool = DecodePool(settings.decode_processes, fn=decode_many_pixels) if settings.decode_processes else None
         except RuntimeError as e:
             msg = f"--decode-processes {settings.decode_processes}: {e}"
             raise UserError(msg) from e

@@ -37,3 +37,42 @@ def next_batch(q: queue.Queue[T], max_size: int, max_wait_s: float, idle_timeout
         except queue.Empty:
             break
     return batch
+
+
+class ChunkBatcher:
+    """:func:`next_batch` over a queue of item lists (the decode stage hands on a chunk at a time).
+
+    A chunk is one queue operation for many items; a chunk that overfills a batch leaves its rest
+    for the next one, which then starts at once.
+    """
+
+    def __init__(self, q: queue.Queue[list[T]], max_size: int, max_wait_s: float) -> None:
+        self.q = q
+        self.max_size, self.max_wait_s = max_size, max_wait_s
+        self._left: list[T] = []
+
+    def next(self, idle_timeout_s: float = 0.1) -> list[T]:
+        """Returns [] if nothing arrived within ``idle_timeout_s`` (so callers can check for shutdown)."""
+        batch, self._left = self._left, []
+        if not batch:
+            try:
+                batch = list(self.q.get(timeout=idle_timeout_s))
+            except queue.Empty:
+                return []
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_size:
+            try:
+                batch += self.q.get_nowait()
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch += self.q.get(timeout=remaining)
+            except queue.Empty:
+                break
+        if len(batch) > self.max_size:
+            batch, self._left = batch[: self.max_size], batch[self.max_size :]
+        return batch

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, TypeVar
 
 TP = Hashable  # kafka.TopicPartition in the worker; anything hashable in tests
+R = TypeVar("R", bound=Any)  # a record with an ``offset``
 
 
 class OffsetTracker:
@@ -32,25 +34,58 @@ class OffsetTracker:
             self._next[tp] = max(self._next.get(tp, -1), offset + 1)
             self._in_flight += 1
 
+    def add_many(self, tp: TP, offsets: Iterable[int]) -> None:
+        """:meth:`add` for one partition's polled records, under one lock."""
+        with self._lock:
+            pend = self._pending.setdefault(tp, OrderedDict())
+            top = self._next.get(tp, -1)
+            for offset in offsets:
+                if offset in pend:
+                    continue
+                pend[offset] = False
+                top = max(top, offset + 1)
+                self._in_flight += 1
+            self._next[tp] = top
+
     def is_tracked(self, tp: TP, offset: int) -> bool:
         with self._lock:
             return offset in self._pending.get(tp, ())
 
+    def still_tracked(self, recs: list[R], tp_of: Callable[[R], TP]) -> list[R]:
+        """Those of ``recs`` still in flight here (one lock for a whole chunk); ``tp_of`` gives a record's partition."""
+        with self._lock:
+            return [r for r in recs if r.offset in self._pending.get(tp_of(r), ())]
+
+    def done_many(self, done: Iterable[tuple[TP, int]]) -> int:
+        """:meth:`done` for many records under one lock; how many were still tracked."""
+        n = 0
+        with self._lock:
+            for tp, offset in done:
+                n += self._done(tp, offset)
+            if n:
+                self._drained.notify_all()
+        return n
+
     def done(self, tp: TP, offset: int) -> bool:
         """Mark a record's outputs acknowledged; False if the partition was revoked meanwhile."""
         with self._lock:
-            pend = self._pending.get(tp)
-            if pend is None or pend.get(offset) is not False:
+            if not self._done(tp, offset):
                 return False
-            pend[offset] = True
-            self._in_flight -= 1
-            while pend:
-                first = next(iter(pend))
-                if not pend[first]:
-                    break
-                del pend[first]
             self._drained.notify_all()
             return True
+
+    def _done(self, tp: TP, offset: int) -> bool:
+        pend = self._pending.get(tp)
+        if pend is None or pend.get(offset) is not False:
+            return False
+        pend[offset] = True
+        self._in_flight -= 1
+        while pend:
+            first = next(iter(pend))
+            if not pend[first]:
+                break
+            del pend[first]
+        return True
 
     def committable(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:
         """The offset to commit per partition (Kafka semantics: the next record to read)."""

@@ -53,7 +53,7 @@ class Pipeline:
         self.health.model_loaded = True
         self.life = Lifecycle(stop, self.tracker)
         self.raw_q: queue.Queue[Any] = queue.Queue()  # bounded by max_in_flight through pause/resume
-        self.ready_q: queue.Queue[Decoded] = queue.Queue()
+        self.ready_q: queue.Queue[list[Decoded]] = queue.Queue()  # chunks of decoded records
         self.out_q: queue.Queue[OutputBatch | DeadLetter] = queue.Queue(maxsize=8)
         limits = DecodeLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_pixels, min_side=s.min_side, max_aspect=s.max_aspect,
                               channel_policy=s.channel_policy)

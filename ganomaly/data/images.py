@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 from PIL import Image, ImageFile
 
+from ganomaly.data.native_decode import decode_exact
+
 # Truncated files must fail, never be half-decoded into a plausible image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -110,10 +112,26 @@ def array_to_input(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def _image_to_input(im: Image.Image, spec: InputSpec) -> np.ndarray:
     """An ``L`` or ``RGB`` image -> float32 ``C×isize×isize`` in the spec's value range."""
-    out = np.asarray(_fit(im, spec), dtype=np.float32)
-    out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
-    lo, hi = spec.value_range
-    return np.ascontiguousarray(out * ((hi - lo) / 255.0) + lo, dtype=np.float32)
+    return pixels_to_input(_image_to_pixels(im, spec), spec.value_range)
+
+
+def _image_to_pixels(im: Image.Image, spec: InputSpec) -> np.ndarray:
+    """An ``L`` or ``RGB`` image -> uint8 ``C×isize×isize`` (resized by the spec's policy)."""
+    out = np.asarray(_fit(im, spec))
+    return np.ascontiguousarray(out[None] if out.ndim == 2 else out.transpose(2, 0, 1))
+
+
+def pixels_to_input(pixels: Any, value_range: tuple[float, float]) -> Any:
+    """uint8 pixels (one image or a batch; a numpy array or a torch tensor, on any device) -> float32
+    in ``value_range`` (pixel 0 -> low, 255 -> high).
+
+    The same two float32 operations for both kinds, so a batch converted by torch on the worker's
+    device equals, bit for bit, what numpy gives for each image (tests/unit/test_images.py checks
+    all 256 values): the worker moves uint8 pixels (a quarter of the bytes) and converts per batch.
+    """
+    lo, hi = value_range
+    x = pixels.astype(np.float32) if isinstance(pixels, np.ndarray) else pixels.float()
+    return x * ((hi - lo) / 255.0) + lo
 
 
 def _fit(im: Image.Image, spec: InputSpec) -> Image.Image:
@@ -166,11 +184,28 @@ def decode_image(data: bytes, spec: InputSpec, limits: DecodeLimits | None = Non
 
 def decode_image_noting_conversion(data: bytes, spec: InputSpec, limits: DecodeLimits | None = None) -> np.ndarray | Converted:
     """As :func:`decode_image`, but an image whose channels were converted comes back as :class:`Converted`."""
+    out = decode_pixels_noting_conversion(data, spec, limits)
+    if isinstance(out, Converted):
+        return Converted(pixels_to_input(out.x, spec.value_range), out.from_channels, out.to_channels)
+    return pixels_to_input(out, spec.value_range)
+
+
+def decode_pixels(data: bytes, spec: InputSpec, limits: DecodeLimits | None = None) -> np.ndarray:
+    """As :func:`decode_image`, as uint8 ``C×isize×isize`` pixels."""
+    out = decode_pixels_noting_conversion(data, spec, limits)
+    return out.x if isinstance(out, Converted) else out
+
+
+def decode_pixels_noting_conversion(data: bytes, spec: InputSpec, limits: DecodeLimits | None = None) -> np.ndarray | Converted:
+    """As :func:`decode_image_noting_conversion`, but uint8 ``C×isize×isize`` pixels (:func:`pixels_to_input` makes the input)."""
     lim = limits or DecodeLimits()
     if not data:
         raise BadImage("empty", "empty payload")
     if len(data) > lim.max_bytes:
         raise BadImage("too_large", f"payload of {len(data)} bytes exceeds max_bytes={lim.max_bytes}")
+    exact = decode_exact(data, spec.isize, spec.channels, lim.max_pixels, lim.min_side)
+    if exact is not None:
+        return exact
     # The pixel bound is ours (max_pixels, from the header), not Pillow's global MAX_IMAGE_PIXELS:
     # Pillow still refuses more than twice that (DecompressionBombError) before we look. Its warning
     # is not turned into an error here, because warnings.catch_warnings changes process-wide state
@@ -193,10 +228,10 @@ def decode_image_noting_conversion(data: bytes, spec: InputSpec, limits: DecodeL
         raise BadImage(reason, f"{type(e).__name__}: {e}") from e
     except (ValueError, SyntaxError, Image.UnidentifiedImageError, EOFError) as e:
         raise BadImage("undecodable", f"{type(e).__name__}: {e}") from e
-    return _to_input(im, spec, lim.channel_policy)
+    return _to_pixels(im, spec, lim.channel_policy)
 
 
-def _to_input(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.ndarray | Converted:
+def _to_pixels(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.ndarray | Converted:
     want = _BANDS_FOR[spec.channels]
     if im.mode == "P":  # palette images carry RGB(A) colours
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -207,8 +242,8 @@ def _to_input(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.nda
     if im.mode != want:
         if policy == "strict":
             raise BadImage("channels", f"image mode {im.mode} ({len(im.getbands())} bands); the model expects {want}")
-        return Converted(_image_to_input(im.convert(want), spec), len(im.getbands()), spec.channels)
-    return _image_to_input(im, spec)
+        return Converted(_image_to_pixels(im.convert(want), spec), len(im.getbands()), spec.channels)
+    return _image_to_pixels(im, spec)
 
 
 # What decoding one payload gives: the model input (Converted, from decode_many_noting_conversion,
@@ -228,6 +263,11 @@ def decode_many(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) ->
 def decode_many_noting_conversion(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[DecodeOutcome]:
     """As :func:`decode_many`, with images whose channels were converted as :class:`Converted` (the worker's)."""
     return _decode_each(payloads, spec, limits, decode_image_noting_conversion)
+
+
+def decode_many_pixels(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[DecodeOutcome]:
+    """As :func:`decode_many_noting_conversion`, as uint8 pixels (the worker's: it converts a batch at a time)."""
+    return _decode_each(payloads, spec, limits, decode_pixels_noting_conversion)
 
 
 def _decode_each(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganomaly.data.images import DecodeLimits, InputSpec, decode_image
+from ganomaly.data.images import DecodeLimits, InputSpec, decode_image, decode_pixels, pixels_to_input
 from tests.unit.stage_kit import CPU, colour_png, grey_png, in_thread, model, record, wait_until
 from worker.conversions import ChannelConversions
 from worker.metrics import Health, WorkerMetrics
@@ -27,7 +27,7 @@ def test_items_of_the_old_shape_are_redecoded_and_those_the_new_spec_refuses_bec
     limits = DecodeLimits(channel_policy="strict")  # a grey image is refused by a colour model
     grey, colour = grey_png(0), colour_png(0)
     recs = [record(i, v) for i, v in enumerate([colour, grey])]
-    items = [Decoded(r, decode_image(r.value, old, DecodeLimits()), 1.5) for r in recs]
+    items = [Decoded(r, decode_pixels(r.value, old, DecodeLimits()), 1.5) for r in recs]
     new_model = model(tmp_path / "new", new)
     metrics, health = WorkerMetrics(), Health()
     out_q: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -43,9 +43,9 @@ def test_items_of_the_old_shape_are_redecoded_and_those_the_new_spec_refuses_bec
     t.join(timeout=5)
 
     assert [d.rec.offset for d in kept] == [0]
-    assert np.array_equal(kept[0].x, decode_image(colour, new, limits)) and kept[0].polled_at == 1.5
+    assert np.array_equal(pixels_to_input(kept[0].x, new.value_range), decode_image(colour, new, limits)) and kept[0].polled_at == 1.5
     [dead] = list(out_q.queue)
     assert isinstance(dead, DeadLetter)
     assert (dead.offset, dead.reason, dead.model_version, dead.value) == (1, "channels", new_model.version, grey)
     # and the kept item is one the new model scores
-    assert torch.isfinite(new_model.scorer.score(torch.from_numpy(kept[0].x[None])).score).all()
+    assert torch.isfinite(new_model.scorer.score(pixels_to_input(torch.from_numpy(kept[0].x[None]), new.value_range)).score).all()

@@ -70,3 +70,26 @@ def test_wait_drained_wakes_when_the_last_record_finishes() -> None:
     assert t.wait_drained(["a"], 2.0)
     t.add("a", 1)
     assert not t.wait_drained(None, 0.05)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30)), min_size=1, max_size=60), st.randoms(use_true_random=False))
+def test_the_batch_calls_keep_the_books_the_single_calls_keep(adds: list[tuple[int, int]], rnd: random.Random) -> None:
+    one, many = OffsetTracker(), OffsetTracker()
+    for p, o in adds:
+        one.add(p, o)
+    for p in {p for p, _ in adds}:
+        many.add_many(p, [o for q, o in adds if q == p])
+    assert (one.committable(), one.in_flight()) == (many.committable(), many.in_flight())
+    finish = list(dict.fromkeys(adds))
+    rnd.shuffle(finish)
+    finish = finish[: len(finish) // 2] + [(9, 0)]  # and one never added
+    assert many.done_many(finish) == sum(one.done(p, o) for p, o in finish)
+    assert (one.committable(), one.in_flight()) == (many.committable(), many.in_flight())
+    recs = [Rec(p, o) for p, o in adds]
+    assert many.still_tracked(recs, lambda r: r.partition) == [r for r in recs if one.is_tracked(r.partition, r.offset)]
+
+
+class Rec:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.partition, self.offset = partition, offset

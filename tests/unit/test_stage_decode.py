@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from kafka import TopicPartition
 
-from ganomaly.data.images import DecodeLimits, decode_image, decode_many_noting_conversion
+from ganomaly.data.images import DecodeLimits, decode_image, decode_many_pixels, pixels_to_input
 from tests.unit.stage_kit import colour_png, grey_png, in_thread, model, record, wait_until
 from worker.conversions import ChannelConversions
 from worker.decode_pool import DecodePool
@@ -55,7 +55,7 @@ def _run_until_handled(rig: Rig, n: int) -> None:
 
 @pytest.mark.parametrize("processes", [0, 1])
 def test_images_go_to_the_ready_queue_bad_input_to_the_sink_and_revoked_records_nowhere(tmp_path: Path, processes: int) -> None:
-    pool = DecodePool(processes, fn=decode_many_noting_conversion) if processes else None
+    pool = DecodePool(processes, fn=decode_many_pixels) if processes else None
     try:
         rig = Rig(tmp_path, pool=pool)
         good = record(0, grey_png(1), headers=[("source", b"cam-1")])
@@ -67,8 +67,9 @@ def test_images_go_to_the_ready_queue_bad_input_to_the_sink_and_revoked_records_
     finally:
         if pool is not None:
             pool.close()
-    [d] = list(rig.ready_q.queue)
-    assert d.rec is good and np.array_equal(d.x, decode_image(good.value, rig.model.artifact.input_spec))
+    [[d]] = list(rig.ready_q.queue)  # one chunk of one
+    spec = rig.model.artifact.input_spec
+    assert d.rec is good and d.x.dtype == np.uint8 and np.array_equal(pixels_to_input(d.x, spec.value_range), decode_image(good.value, spec))
     [dead] = list(rig.out_q.queue)
     assert isinstance(dead, DeadLetter)
     assert (dead.topic, dead.partition, dead.offset, dead.key, dead.value) == ("in", 0, 1, b"k1", b"not an image")
@@ -81,7 +82,7 @@ def test_a_colour_image_for_a_grey_model_is_converted_and_counted(tmp_path: Path
     rig = Rig(tmp_path, limits=DecodeLimits(channel_policy="convert"))
     rig.feed(record(0, colour_png(3), headers=[("source", b"cam-c")]))
     _run_until_handled(rig, 1)
-    [d] = list(rig.ready_q.queue)
+    [[d]] = list(rig.ready_q.queue)
     assert d.x.shape == (1, 32, 32)
     assert rig.metrics.registry.get_sample_value("ganomaly_images_converted_total", {"from_channels": "3", "to_channels": "1"}) == 1
 

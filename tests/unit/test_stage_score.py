@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ganomaly.contracts.headers import parse_traceparent
-from ganomaly.data.images import DecodeLimits, InputSpec, decode_image
+from ganomaly.data.images import DecodeLimits, InputSpec, decode_pixels, pixels_to_input
 from tests.unit.stage_kit import CPU, GREY, grey_png, in_thread, model, record, wait_until
 from worker.conversions import ChannelConversions
 from worker.metrics import Health, WorkerMetrics
@@ -29,7 +29,7 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 
 class Rig:
     def __init__(self, serving: ServingModel, shadow: ServingModel | None = None) -> None:
-        self.ready_q: queue.Queue[Decoded] = queue.Queue()
+        self.ready_q: queue.Queue[list[Decoded]] = queue.Queue()
         self.out_q: queue.Queue[Any] = queue.Queue(maxsize=8)
         self.metrics, self.health = WorkerMetrics(), Health()
         self.life = Lifecycle(threading.Event(), OffsetTracker())
@@ -44,12 +44,13 @@ def _items(n: int, spec: InputSpec = GREY, first: int = 0) -> list[Decoded]:
     for i in range(first, first + n):
         headers = [("source", f"cam-{i % 2}".encode()), ("label", b"normal"), ("trace-id", TRACE.encode())] if i % 3 else []
         rec = record(i, grey_png(i), key=f"img-{i}".encode() if i % 2 else None, headers=headers, timestamp=1_700_000_000_000 + i)
-        out.append(Decoded(rec, decode_image(rec.value, spec), 0.0))
+        out.append(Decoded(rec, decode_pixels(rec.value, spec), 0.0))
     return out
 
 
 def _scores(m: ServingModel, items: list[Decoded]) -> np.ndarray:
-    return m.scorer.score(torch.from_numpy(np.stack([d.x for d in items]))).score.numpy().astype(np.float64)
+    x = pixels_to_input(torch.from_numpy(np.stack([d.x for d in items])), m.artifact.input_spec.value_range)
+    return m.scorer.score(x).score.numpy().astype(np.float64)
 
 
 @pytest.fixture
@@ -62,8 +63,8 @@ def test_a_batch_becomes_results_of_the_model_in_service(serving: ServingModel) 
     want = _scores(serving, items)
     serving = dataclasses.replace(serving, threshold=float(np.median(want)))  # some anomalies, some not
     rig = Rig(serving)
-    for d in items:  # queued before the stage starts: one batch
-        rig.ready_q.put(d)
+    rig.ready_q.put(items[:4])  # two chunks queued before the stage starts: one batch
+    rig.ready_q.put(items[4:])
     t = in_thread(rig.stage.run)
     out: OutputBatch = rig.out_q.get(timeout=10)
     rig.life.abort.set()
@@ -84,7 +85,7 @@ def test_a_batch_becomes_results_of_the_model_in_service(serving: ServingModel) 
     assert {r.is_anomaly for r in out.results} == {True, False}
     assert out.keys == [(r.image_id or r.source or r.id).encode() for r in out.results]
     assert rig.metrics.registry.get_sample_value("ganomaly_batch_size_count") == 1
-    assert rig.metrics.registry.get_sample_value("ganomaly_queue_wait_seconds_count") == 6
+    assert rig.metrics.registry.get_sample_value("ganomaly_queue_wait_seconds_count") == 1  # per batch: its oldest item's wait
 
 
 def test_a_shadow_model_scores_the_same_batch_for_its_own_topic(serving: ServingModel, tmp_path: Path) -> None:

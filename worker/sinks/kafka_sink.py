@@ -13,7 +13,8 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 
 from ganomaly.connections.kafka import headers_dict
 from ganomaly.contracts import messages as m
-from ganomaly.contracts.headers import CE_TYPE_ALERT, CE_TYPE_RESULT, cloudevent_headers, continue_trace
+from ganomaly.contracts.headers import CE_ID, CE_SPECVERSION, CE_SUBJECT, CE_TYPE_ALERT, CE_TYPE_RESULT, cloudevent_headers, continue_trace
+from ganomaly.contracts.results import alert_json
 from worker.retry import retry_until_done
 from worker.sinks.outputs import OutputBatch
 
@@ -36,6 +37,7 @@ class KafkaSink:
 
     def _sends(self, batch: OutputBatch) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
+        fixed: dict[tuple[str, int], tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]] = {}
         for r, key in zip(batch.results, batch.keys, strict=True):
             # A result built without one (not by the worker's scorer) still gets a valid trace context.
             traceparent = r.traceparent or str(continue_trace(None, r.trace_id))
@@ -43,14 +45,20 @@ class KafkaSink:
             if r.trace_id:
                 hdrs.append((m.H_TRACE, r.trace_id.encode()))
             # Results and alerts of one input share a source: the input topic, where the occurrence (the scoring of that record) happened.
-            event = {"source": f"/ganomaly/{r.input.topic}", "time_ms": r.scored_at_ms, "subject": r.image_id}
+            # The event headers that depend only on the input topic and the scoring time are made once per batch, not per record.
+            shared = (r.input.topic, r.scored_at_ms)
+            if shared not in fixed:
+                event = {"source": f"/ganomaly/{r.input.topic}", "time_ms": r.scored_at_ms}
+                fixed[shared] = (cloudevent_headers(ce_id="", ce_type=CE_TYPE_RESULT, **event)[2:],
+                                 cloudevent_headers(ce_id="", ce_type=CE_TYPE_ALERT, **event)[2:])
+            result_ce, alert_ce = fixed[shared]
+            subject = [(CE_SUBJECT, r.image_id.encode())] if r.image_id else []
             out.append((self.results_topic, {"key": key, "value": r.to_json(),
-                                             "headers": [*hdrs, *cloudevent_headers(ce_id=r.id, ce_type=CE_TYPE_RESULT, **event)]}))
+                                             "headers": [*hdrs, *_ce_head(r.id), *result_ce, *subject]}))
             if r.is_anomaly:
-                alert = m.Alert.from_result(r)
-                ce = cloudevent_headers(ce_id=alert.fingerprint, ce_type=CE_TYPE_ALERT, **event)
-                out.append((self.alerts_topic, {"key": (r.source or r.id).encode(), "value": alert.to_json(),
-                                                "headers": [*hdrs, ("fingerprint", alert.fingerprint.encode()), *ce]}))
+                fp = m.fingerprint(r.input)
+                out.append((self.alerts_topic, {"key": (r.source or r.id).encode(), "value": alert_json(r),
+                                                "headers": [*hdrs, ("fingerprint", fp.encode()), *_ce_head(fp), *alert_ce, *subject]}))
         for r in batch.shadow:
             out.append((self.shadow_topic, {"key": r.id.encode(), "value": r.to_json(), "headers": [("model-version", r.model_version.encode())]}))
         for d in batch.dead:
@@ -117,3 +125,8 @@ class KafkaSink:
         if self.on_value_omitted is not None:
             self.on_value_omitted()
         return {**kw, "value": b"", "headers": hdrs}
+
+
+def _ce_head(ce_id: str) -> list[tuple[str, bytes]]:
+    """The first two CloudEvents headers (spec version, id), in cloudevent_headers' order."""
+    return [(CE_SPECVERSION, b"1.0"), (CE_ID, ce_id.encode())]

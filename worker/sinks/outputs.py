@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ganomaly.contracts.messages import Result
+from ganomaly.contracts.results import ResultLike
 
 
 @dataclass
@@ -24,12 +24,12 @@ class DeadLetter:
 
 @dataclass
 class OutputBatch:
-    results: list[Result] = field(default_factory=list)
+    results: list[ResultLike] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     # Result keys for the results topic, parallel to ``results`` (image id, else source, else input id).
     keys: list[bytes] = field(default_factory=list)
     # Shadow (challenger) results for the same inputs: shadow topic only, never alerts or Redis.
-    shadow: list[Result] = field(default_factory=list)
+    shadow: list[ResultLike] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.results) + len(self.dead)

@@ -21,6 +21,7 @@ from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ganomaly.contracts import messages as m
+from ganomaly.contracts.results import alert_json
 from worker.retry import retry_until_done
 from worker.sinks.outputs import OutputBatch
 
@@ -95,10 +96,14 @@ class RedisSink:
                 keys: list[str] = [self.keys.alerts]
                 args: list[object] = [self.ttl_s, self.maxlen]
                 for r in batch.results[start : start + CHUNK]:
-                    fp = m.fingerprint(r.input)
-                    keys += [self.keys.result(r.id), self.keys.latest(r.source or "unknown"), self.keys.alert_seen(fp)]
-                    args += [r.to_json(), "1" if r.is_anomaly else "0", r.record_timestamp_ms,
-                             m.Alert.from_result(r).to_json() if r.is_anomaly else b"", fp]
+                    result_key = self.keys.result(r.id)
+                    if r.is_anomaly:
+                        fp = m.fingerprint(r.input)
+                        keys += [result_key, self.keys.latest(r.source or "unknown"), self.keys.alert_seen(fp)]
+                        args += [r.to_json(), "1", r.record_timestamp_ms, alert_json(r), fp]
+                    else:  # the script reads the alert-seen key only for an anomaly: the result's own key stands in
+                        keys += [result_key, self.keys.latest(r.source or "unknown"), result_key]
+                        args += [r.to_json(), "0", r.record_timestamp_ms, b"", ""]
                 self._script(keys=keys, args=args, client=pipe)
             if status is not None:
                 key = self.keys.worker(status.worker)

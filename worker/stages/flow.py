@@ -17,10 +17,10 @@ from worker.sinks.outputs import DeadLetter
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(slots=True)
 class Decoded:
     rec: Any  # kafka ConsumerRecord
-    x: np.ndarray
+    x: np.ndarray  # uint8 C×H×W pixels at the model's size (converted to its value range per batch)
     polled_at: float
 
 

@@ -65,8 +65,8 @@ class PollStage:
         records = self.consumer.poll(timeout_ms=100, max_records=self.max_poll_records)
         self.health.beat("poll")
         for tp, recs in records.items():
+            self.tracker.add_many(tp, [rec.offset for rec in recs])
             for rec in recs:
-                self.tracker.add(tp, rec.offset)
                 self.raw_q.put(rec)
         self.backpressure()
 

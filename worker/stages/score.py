@@ -16,10 +16,9 @@ import structlog
 import torch
 
 from ganomaly.connections.kafka import headers_dict
-from ganomaly.contracts import messages as m
-from ganomaly.contracts.headers import continue_trace
-from ganomaly.contracts.results import build_result
-from worker.batcher import next_batch
+from ganomaly.contracts.results import Coordinates, ScoredInput, ScoredResult, build_results
+from ganomaly.data.images import pixels_to_input
+from worker.batcher import ChunkBatcher
 from worker.isolation import score_isolating_failures
 from worker.metrics import Health, WorkerMetrics
 from worker.model_holder import ModelHolder, ServingModel
@@ -36,7 +35,7 @@ def _score_fn(model: ServingModel) -> Callable[[torch.Tensor], np.ndarray]:
 
 
 class ScoreStage:
-    def __init__(self, ready_q: queue.Queue[Decoded], out_q: queue.Queue[OutputBatch | DeadLetter], *, models: ModelHolder,
+    def __init__(self, ready_q: queue.Queue[list[Decoded]], out_q: queue.Queue[OutputBatch | DeadLetter], *, models: ModelHolder,
                  shadow: ServingModel | None, decoder: Decoder, device: torch.device, max_batch_size: int, max_wait_s: float,
                  worker_id: str, metrics: WorkerMetrics, health: Health, life: Lifecycle) -> None:
         self.ready_q, self.out_q = ready_q, out_q
@@ -52,8 +51,9 @@ class ScoreStage:
         self._staging: torch.Tensor | None = None  # reusable pinned host buffer (CUDA): no per-batch pinning
 
     def run(self) -> None:
+        batches = ChunkBatcher(self.ready_q, self.max_batch_size, self.max_wait_s)
         while True:
-            items = next_batch(self.ready_q, self.max_batch_size, self.max_wait_s)
+            items = batches.next()
             self.health.beat("score")
             if not items:
                 if self.life.finished():
@@ -71,7 +71,9 @@ class ScoreStage:
         if not items:
             return
         t0 = time.monotonic()
-        x = self._to_device_ready(torch.from_numpy(np.stack([d.x for d in items])))
+        # uint8 pixels to the device (a quarter of the bytes of float32), converted there per batch
+        pixels = self._to_device_ready(torch.from_numpy(np.stack([d.x for d in items]))).to(self.device, non_blocking=True)
+        x = pixels_to_input(pixels, model.artifact.input_spec.value_range)
         scores, failures = score_isolating_failures(_score_fn(model), x)
         compute_s = time.monotonic() - t0
         dead = []
@@ -81,21 +83,21 @@ class ScoreStage:
             dead.append(dead_letter(rec, f, model.version))
         if failures:  # the usual batch has none: no copy of the batch on the hot path
             keep = [i for i in range(len(items)) if i not in failures]
-            x, items, scores = x[keep], [items[i] for i in keep], scores[keep]
+            pixels, items, scores = pixels[keep], [items[i] for i in keep], scores[keep]
         out = self.results(items, scores, model)
         out.dead = dead
         if self.shadow is not None and items:
-            out.shadow = self._shadow_results(items, x)
+            out.shadow = self._shadow_results(items, pixels)
         if not items:
             self._put_out(out)
             return
         self.metrics.batch_size.observe(len(items))
         self.metrics.compute.observe(compute_s)
-        for d in items:
-            self.metrics.queue_wait.observe(t0 - d.polled_at)
+        # one observation per batch, of its oldest item: the wait that bounds the batch's latency
+        oldest = min(d.polled_at for d in items)
+        self.metrics.queue_wait.observe(t0 - oldest)
         offsets = sorted((d.rec.partition, d.rec.offset) for d in items)
-        log.info("batch", size=len(items), compute_ms=round(compute_s * 1000, 2),
-                 queue_wait_ms=round((t0 - min(d.polled_at for d in items)) * 1000, 2),
+        log.info("batch", size=len(items), compute_ms=round(compute_s * 1000, 2), queue_wait_ms=round((t0 - oldest) * 1000, 2),
                  partitions=sorted({p for p, _ in offsets}), first=offsets[0], last=offsets[-1],
                  anomalies=sum(r.is_anomaly for r in out.results), model_version=model.version)
         self._put_out(out)
@@ -110,9 +112,10 @@ class ScoreStage:
         self._staging[:n].copy_(x)
         return self._staging[:n]
 
-    def _shadow_results(self, items: list[Decoded], x: torch.Tensor) -> list[m.Result]:
+    def _shadow_results(self, items: list[Decoded], pixels: torch.Tensor) -> list[ScoredResult]:
         """The challenger must never cost production anything: its failures only skip its outputs."""
         assert self.shadow is not None
+        x = pixels_to_input(pixels, self.shadow.artifact.input_spec.value_range)  # its own value range
         shadow_scores, shadow_failures = score_isolating_failures(_score_fn(self.shadow), x)
         if shadow_failures:
             log.warning("shadow_scoring_failed", images=len(shadow_failures), model_version=self.shadow.version)
@@ -139,18 +142,11 @@ class ScoreStage:
 
     def results(self, items: list[Decoded], scores: np.ndarray, model: ServingModel) -> OutputBatch:
         """The result records of a scored batch, with their keys for the results topic."""
-        out = OutputBatch()
-        cal = model.artifact.calibration
-        scored_at = now_ms()
-        for d, sc in zip(items, scores.tolist(), strict=True):
+        inputs = []
+        for d in items:
             rec = d.rec
-            h = headers_dict(rec.headers)
             key = rec.key.decode("utf-8", "replace") if rec.key else None
-            ref = m.InputRef(topic=rec.topic, partition=rec.partition, offset=rec.offset, key=key)
-            res = build_result(ref, score=sc, threshold=model.threshold, calibration=cal, model_version=model.version,
-                               record_timestamp_ms=rec.timestamp, scored_at_ms=scored_at, worker=self.worker_id,
-                               source=h.get(m.H_SOURCE), label=h.get(m.H_LABEL), trace_id=h.get(m.H_TRACE),
-                               traceparent=str(continue_trace(h.get(m.H_TRACEPARENT), h.get(m.H_TRACE))))
-            out.results.append(res)
-            out.keys.append((key or res.source or ref.id).encode())
-        return out
+            inputs.append(ScoredInput(Coordinates(rec.topic, rec.partition, rec.offset, key), headers_dict(rec.headers), rec.timestamp))
+        results = build_results(inputs, scores, threshold=model.threshold, calibration=model.artifact.calibration,
+                                model_version=model.version, scored_at_ms=now_ms(), worker=self.worker_id)
+        return OutputBatch(results=results, keys=[(r.image_id or r.source or r.id).encode() for r in results])

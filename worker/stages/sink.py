@@ -80,24 +80,35 @@ class SinkStage:
             return False
         self.metrics.sink.observe(time.monotonic() - t0)
         done_ms = now_ms()
+        e2e = [max(0.0, (done_ms - r.record_timestamp_ms) / 1000) for r in batch.results]
         if self.on_acked is not None:
             self.on_acked([(done_ms - r.record_timestamp_ms) / 1000 for r in batch.results])
-        tracker = self.life.tracker
-        for r in batch.results:
-            tracker.done(TopicPartition(r.input.topic, r.input.partition), r.input.offset)
-            self.metrics.e2e.observe(max(0.0, (done_ms - r.record_timestamp_ms) / 1000))
-            self.metrics.scored.labels(r.model_version).inc()
-            self.metrics.score.labels(r.model_version).observe(r.score_normalised)
-            if r.is_anomaly:
-                self.metrics.anomalies.labels(r.model_version).inc()
+        self.life.tracker.done_many([(TopicPartition(r.input.topic, r.input.partition), r.input.offset) for r in batch.results] +
+                                    [(TopicPartition(d.topic, d.partition), d.offset) for d in batch.dead])
+        self._observe(batch, e2e)
         for d in batch.dead:
-            tracker.done(TopicPartition(d.topic, d.partition), d.offset)
             self.metrics.dead_letters.labels(d.reason).inc()
             log.warning("dead_letter", topic=d.topic, partition=d.partition, offset=d.offset, reason=d.reason, error=d.message[:200])
         self.scored_total += len(batch.results)
         self.dead_total += len(batch.dead)
         self.health.beat("sink")
         return True
+
+    def _observe(self, batch: OutputBatch, e2e: list[float]) -> None:
+        """The per-result metrics, with each labelled series looked up once per batch, not per result."""
+        observe_e2e = self.metrics.e2e.observe
+        for seconds in e2e:
+            observe_e2e(seconds)
+        by_version: dict[str, list[Any]] = {}
+        for r in batch.results:
+            by_version.setdefault(r.model_version, []).append(r)
+        for version, results in by_version.items():
+            self.metrics.scored.labels(version).inc(len(results))
+            observe_score = self.metrics.score.labels(version).observe
+            for r in results:
+                observe_score(r.score_normalised)
+            if anomalies := sum(r.is_anomaly for r in results):
+                self.metrics.anomalies.labels(version).inc(anomalies)
 
     def _idle_status(self) -> None:
         # An idle worker is alive too: refresh its status hash (which expires after status_ttl_s) so the
