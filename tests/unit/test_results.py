@@ -57,3 +57,35 @@ def test_replay_evaluation_results_are_the_bytes_replay_wrote_before(tmp_path: P
     row = Row(id="images:1:3", partition=1, offset=3, timestamp_ms=1_700_000_000_000, key="img-3", source="cam-1", label=1,
               scores={art.version: 0.97})
     assert eval_result(row, art, art.threshold, 1_700_000_002_000).to_json() == REPLAY_RESULT.replace(b"VERSION", art.version.encode())
+
+
+def test_the_workers_batch_builder_writes_the_bytes_of_the_pydantic_models() -> None:
+    """build_results + orjson (the worker's fast path) against build_result + pydantic, on random values and awkward strings."""
+    from ganomaly.contracts.messages import Alert
+    from ganomaly.contracts.results import Coordinates, ScoredInput, alert_json, build_results
+
+    rng = np.random.default_rng(0)
+    texts = [None, "img-1", "é-ß", "a\"b\\c", "\x1f\x7f", "\u2028😀", ""]
+    inputs, refs = [], []
+    for i in range(300):
+        key = texts[i % len(texts)]
+        headers = {k: v for k, v in {"source": texts[(i + 1) % len(texts)], "label": texts[(i + 2) % len(texts)],
+                                      "trace-id": "0af7651916cd43dd8448eb211c80319c" if i % 3 else None,
+                                      "traceparent": TRACEPARENT if i % 5 == 0 else None}.items() if v is not None}
+        ts = int(1_700_000_000_000 + rng.integers(0, 10**6))
+        inputs.append(ScoredInput(Coordinates(f"topic-{i % 3}", i % 7, int(rng.integers(0, 2**40)), key), headers, ts))
+        refs.append(InputRef(topic=f"topic-{i % 3}", partition=i % 7, offset=inputs[-1].ref.offset, key=key))
+    scores = np.concatenate([rng.random(100) * 2, 10.0 ** rng.uniform(-12, 12, 100), rng.normal(0.9, 1e-3, 100)]).astype(np.float32)
+    threshold = 0.9
+    fast = build_results(inputs, scores, threshold=threshold, calibration=CAL, model_version="m-1", scored_at_ms=1_700_000_001_000, worker="w-1")
+    for inp, ref, score, r in zip(inputs, refs, scores.tolist(), fast, strict=True):
+        h = inp.headers
+        slow = build_result(ref, score=score, threshold=threshold, calibration=CAL, model_version="m-1", record_timestamp_ms=inp.record_timestamp_ms,
+                            scored_at_ms=1_700_000_001_000, worker="w-1", source=h.get("source"), label=h.get("label"),
+                            trace_id=h.get("trace-id"), traceparent=r.traceparent)  # a new span id per result: compared as written
+        assert r.to_json() == slow.to_json()
+        assert r.traceparent is not None and r.traceparent.split("-")[1] == (TRACEPARENT.split("-")[1] if "traceparent" in h else
+                                                                          h.get("trace-id", r.traceparent.split("-")[1]))
+        if r.is_anomaly:
+            assert alert_json(r) == Alert.from_result(slow).to_json()
+    assert 0 < sum(r.is_anomaly for r in fast) < len(fast)

@@ -93,9 +93,10 @@ class ScoreStage:
             return
         self.metrics.batch_size.observe(len(items))
         self.metrics.compute.observe(compute_s)
-        # one observation per batch, of its oldest item: the wait that bounds the batch's latency
+        observe_wait = self.metrics.queue_wait.observe
+        for d in items:
+            observe_wait(t0 - d.polled_at)
         oldest = min(d.polled_at for d in items)
-        self.metrics.queue_wait.observe(t0 - oldest)
         offsets = sorted((d.rec.partition, d.rec.offset) for d in items)
         log.info("batch", size=len(items), compute_ms=round(compute_s * 1000, 2), queue_wait_ms=round((t0 - oldest) * 1000, 2),
                  partitions=sorted({p for p, _ in offsets}), first=offsets[0], last=offsets[-1],
