@@ -70,6 +70,10 @@ class BenchStreamSettings(ConnectedSettings):
                                      "camera frames into a letterbox model of --shape, each pair run with and without JPEG draft decoding "
                                      "(mind the memory: --images 1000 of 128x3 hold 200 MB decoded)")
 
+    soak_minutes: float = Field(0, ge=0, description="> 0: a soak instead of the pairs: one worker subprocess at half its measured rate for "
+                                                      "this many minutes, a JSON row per window and a pass/fail summary (bench_soak.py, docs/speed.md)")
+    soak_window_s: float = Field(60.0, ge=1, description="with --soak-minutes: seconds per window row")
+
     @field_validator("shape")
     @classmethod
     def _shape_ok(cls, v: str) -> str:
@@ -134,6 +138,10 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
+    if s.soak_minutes > 0:  # another benchmark on the same settings, in its own module
+        from ganomaly.cli.commands.bench_soak import run_soak
+
+        return run_soak(s)
     import torch
 
     from ganomaly.device import resolve_device
