@@ -43,9 +43,10 @@ class Artifact:
     path: Path
     score_spec: ScoreSpec = field(default_factory=ScoreSpec)
 
-    def scorer(self, device: torch.device | str = "cpu", amp: str | None = None) -> Scorer:
-        """A scorer computing this artifact's own score kind (the one its threshold was calibrated on)."""
-        return Scorer(self.generator, device, amp, self.score_spec)
+    def scorer(self, device: torch.device | str = "cpu", amp: str | None = None, *, traced: bool = False) -> Scorer:
+        """A scorer computing this artifact's own score kind (the one its threshold was calibrated on);
+        ``traced`` for a serving process (see ``Scorer``: same scores, no interpreter lock in the forward pass)."""
+        return Scorer(self.generator, device, amp, self.score_spec, traced=traced)
 
     @property
     def version(self) -> str:

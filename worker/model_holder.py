@@ -58,5 +58,5 @@ class ModelHolder:
 
 
 def serving_model(artifact: Artifact, device: torch.device, amp: str | None, threshold_override: float | None) -> ServingModel:
-    scorer = artifact.scorer(device, amp)
+    scorer = artifact.scorer(device, amp, traced=True)  # the worker's other threads hold the interpreter lock
     return ServingModel(artifact=artifact, scorer=scorer, threshold=threshold_override if threshold_override is not None else artifact.threshold)

@@ -72,3 +72,19 @@ def test_score_kinds_combine_latent_and_reconstruction() -> None:
     assert torch.allclose(hyb, want, atol=1e-5)
     with pytest.raises(ValueError):
         ScoreSpec(kind="mystery")
+
+
+@pytest.mark.parametrize(("isize", "nc", "ngf", "kind"), [(32, 1, 64, "latent"), (32, 1, 4, "hybrid"), (64, 3, 16, "recon")])
+def test_the_traced_scorer_the_worker_serves_with_gives_the_eager_scores_bit_for_bit(isize: int, nc: int, ngf: int, kind: str) -> None:
+    from ganomaly.model.networks import GanomalyConfig, Generator
+    from ganomaly.model.scoring import Scorer, ScoreSpec
+
+    torch.manual_seed(0)
+    g = Generator(GanomalyConfig(isize=isize, nc=nc, ngf=ngf))
+    spec = ScoreSpec(kind=kind) if kind == "latent" else ScoreSpec(kind=kind, latent_mean=0.1, latent_std=0.2, recon_mean=0.3, recon_std=0.4)
+    eager, traced = Scorer(g, spec=spec), Scorer(g, spec=spec, traced=True)
+    assert traced.network is not traced.generator and eager.network is eager.generator
+    for n in (1, 3, 64):  # traced at a batch of 2: other batch sizes must not be specialised away
+        x = torch.rand(n, nc, isize, isize) * 2 - 1
+        a, b = eager.score(x, with_maps=True), traced.score(x, with_maps=True)
+        assert torch.equal(a.score, b.score) and torch.equal(a.maps, b.maps)
