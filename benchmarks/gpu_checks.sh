@@ -4,7 +4,7 @@
 #   2. `ganomaly bench stream` on CUDA against a Redis-compatible server and a Tansu broker started
 #      here: the 64:10 / 256:20 / 1024:5 batch sweep at 32x1 (GANomaly's width 64), the pipeline's
 #      ceiling with a near-free model (width 4), and 640x480 JPEG camera frames into 128x128x3 with
-#      each JPEG decoder in DECODERS (nvJPEG on and off)
+#      the worker's camera path, and JPEG decoding with nvJPEG on and off (scripts/jpeg_decode_compare.py)
 #   3. the issue-2 class-0 commands (leave-one-out, 12,000 images x 5 epochs, seed 0) on CUDA
 #   4. the Fashion-MNIST table at the original budget (all normal training images, 15 epochs),
 #      leave-one-out first, one row per model written as it finishes, in what is left of the budget
@@ -37,12 +37,6 @@ step() { echo "=== $(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s: $*"; }
 # a step's timeout: its own, cut to what is left of the budget
 upto() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo $(( l > 1 ? l : 1 )); }
 
-# The JPEG decoders the camera runs compare (nvJPEG on and off). DECODER_FLAG is the `bench stream`
-# option that picks the worker's decoder and DECODERS its values, one camera run each; while
-# `bench stream --help` does not list DECODER_FLAG, the camera run happens once, with its default
-# decoder. On a CPU the nvjpeg values are left out. PNG runs keep the default decoder.
-DECODER_FLAG="${GPU_CHECKS_DECODER_FLAG:---decoder}"
-DECODERS="${GPU_CHECKS_DECODERS:-pil nvjpeg}"
 
 # The device image has torch but not our clients: the wheels from gpu_prep.sh, and the project
 # from this checkout (not installed, so its torch pin does not pull another torch: the numbers
@@ -154,22 +148,12 @@ else
     export GANOMALY_PRODUCE_SPLIT=train
     stream sweep-32x1-w64 150 --shape 32x1 "${SWEEP[@]}"
     stream ceiling-32x1-w4 70 --shape 32x1 --width 4 "${CEILING[@]}"
-    DEC=()
-    if "$PY" -m ganomaly.cli.main bench stream --help | grep -q -- "$DECODER_FLAG "; then
-        for d in $DECODERS; do
-            case "$d" in *nvjpeg*) [ "${DEVICE%%:*}" = cuda ] || continue ;; esac
-            DEC+=("$d")
-        done
-    else
-        echo "bench stream has no $DECODER_FLAG option yet: one camera run with its default decoder"
-    fi
-    if [ "${#DEC[@]}" -eq 0 ]; then
-        stream camera-128x3 150 --frames camera --shape 128x3 "${CAMERA[@]}"
-    else
-        for d in "${DEC[@]}"; do
-            stream "camera-128x3-$d" $(( 150 / ${#DEC[@]} )) --frames camera --shape 128x3 "${CAMERA[@]}" "$DECODER_FLAG" "$d"
-        done
-    fi
+    # the worker's camera path (Pillow draft decode on the CPU, letterbox), end to end
+    stream camera-128x3 120 --frames camera --shape 128x3 "${CAMERA[@]}"
+    # nvJPEG on and off, measured on the decode alone: the worker does not decode on the GPU (its pixels
+    # differ from the CPU decode the model was calibrated on; the script prints by how much)
+    echo "--- JPEG decode per frame: Pillow full / draft, torchvision CPU, nvJPEG batched on $DEVICE"
+    timeout "$(upto 40)" "$PY" scripts/jpeg_decode_compare.py 256 "$DEVICE" | tee "$OUT/jpeg-decode.txt" || echo "jpeg decode: exit $?"
     unset GANOMALY_PRODUCE_SPLIT
 fi
 cleanup

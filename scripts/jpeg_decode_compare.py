@@ -3,10 +3,14 @@
 - Pillow, full decode, then letterbox (what an artifact without jpeg_draft does);
 - Pillow with draft(): the JPEG decoder's DCT scaling to the smallest 1/2, 1/4, 1/8 size still at
   least the letterbox's 128x96 (160x120 here), then letterbox (an artifact with jpeg_draft);
-- torchvision.io.decode_jpeg (libjpeg-turbo, full size) and an antialiased resize in torch.
+- torchvision.io.decode_jpeg (libjpeg-turbo, full size) and an antialiased resize in torch;
+- with a CUDA device named: nvJPEG, the frames decoded in batches of 64 on the GPU
+  (``decode_jpeg(list, device="cuda")``), resized there the same way.
 
 Prints ms per frame (one thread, after a warm-up) and the mean and largest absolute pixel difference
-from the full decode, in 1/255 units. Usage: PYTHONPATH=. python scripts/jpeg_decode_compare.py [FRAMES]
+from the full decode, in 1/255 units. The worker decodes with Pillow (the decode the model was
+calibrated on); the other rows say what another decoder would save and how far its pixels are.
+Usage: PYTHONPATH=. python scripts/jpeg_decode_compare.py [FRAMES] [DEVICE]
 """
 
 from __future__ import annotations
@@ -30,11 +34,32 @@ DRAFT = InputSpec(isize=128, channels=3, resize="letterbox", jpeg_draft=True)
 
 
 def _torchvision(data: bytes) -> np.ndarray:
-    img = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    img = tvf.resize(img, [96, 128], antialias=True)  # 640x480 -> 128x96, as the letterbox does
-    canvas = torch.zeros(3, 128, 128, dtype=torch.uint8)
+    return _letterbox(decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)).numpy()
+
+
+def _letterbox(img: torch.Tensor) -> torch.Tensor:
+    """3x480x640 uint8 (any device) -> the model input of FULL: 128x96 antialiased, padded to 128x128, in (-1, 1)."""
+    img = tvf.resize(img, [96, 128], antialias=True)
+    canvas = torch.zeros(3, 128, 128, dtype=torch.uint8, device=img.device)
     canvas[:, 16:112] = img
-    return canvas.float().numpy() * (2 / 255) - 1  # the spec's (-1, 1) value range
+    return canvas.float() * (2 / 255) - 1
+
+
+def _nvjpeg(frames: list[bytes], device: str) -> tuple[float, list[np.ndarray]]:
+    """ms per frame decoding and letterboxing on the GPU in batches of 64 (after a warm-up batch)."""
+    data = [torch.frombuffer(bytearray(f), dtype=torch.uint8) for f in frames]
+
+    def run() -> list[torch.Tensor]:
+        out = []
+        for i in range(0, len(data), 64):
+            out += [_letterbox(img) for img in decode_jpeg(data[i : i + 64], mode=ImageReadMode.RGB, device=device)]
+        torch.cuda.synchronize()
+        return out
+
+    run()
+    t = time.perf_counter()
+    out = run()
+    return (time.perf_counter() - t) / len(frames) * 1000, [x.cpu().numpy() for x in out]
 
 
 def _time(frames: list[bytes], fn: Callable[[bytes], np.ndarray]) -> tuple[float, list[np.ndarray]]:
@@ -50,7 +75,7 @@ def _diff(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
     return float(np.mean([x.mean() for x in d])), float(max(x.max() for x in d))
 
 
-def main(n: int) -> None:
+def main(n: int, device: str = "cpu") -> None:
     torch.set_num_threads(1)
     frames = [camera_frame(i, anomaly=i % 10 == 0) for i in range(n)]
     ms_full, full = _time(frames, lambda f: decode_image(f, FULL))
@@ -62,7 +87,13 @@ def main(n: int) -> None:
           "|diff| from full: mean {:.2f}/255, max {:.0f}/255".format(*_diff(full, draft)))
     print(f"torchvision decode_jpeg + resize {ms_tv:6.2f} ms/frame  {ms_full / ms_tv:.2f}x faster; "
           "|diff| from full: mean {:.2f}/255, max {:.0f}/255".format(*_diff(full, tv)))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        ms_gpu, gpu = _nvjpeg(frames, device)
+        print(f"nvJPEG on {torch.cuda.get_device_name(0)}, batches of 64 + resize {ms_gpu:6.3f} ms/frame  {ms_full / ms_gpu:.1f}x faster; "
+              "|diff| from full: mean {:.2f}/255, max {:.0f}/255".format(*_diff(full, gpu)))
+    elif device != "cpu":
+        print(f"nvJPEG: no CUDA device here ({device} asked)")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, sys.argv[2] if len(sys.argv) > 2 else "cpu")

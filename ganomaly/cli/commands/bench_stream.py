@@ -299,7 +299,10 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
         "bench": "stream", "shape": f"{size}x{size}x{ch}", "max_batch_size": mbs_i, "max_wait_ms": wait_f, "images": s.images,
         "device": str(device), "raw_model_images_per_s": round(raw, 1), "decode_plus_score_images_per_s": round(decode_score, 1),
         "end_to_end_images_per_s": round(e2e, 1), "ratio_to_raw": round(e2e / raw, 3),
-        "end_to_end_cpu_ms_per_image": round(cpu_ms, 3), "raw_model_cpu_ms_per_image": round(raw_cpu_ms, 3), "model_width": s.width, "decode_processes": s.decode_processes,
+        "end_to_end_cpu_ms_per_image": round(cpu_ms, 3), "raw_model_cpu_ms_per_image": round(raw_cpu_ms, 3),
+        # the worker's own CPU that went to the model: unlike the wall-clock ratio, not moved by the broker and
+        # Redis sharing this machine or by the hypervisor's steal (a deployment runs those elsewhere)
+        "cpu_ratio_to_raw": round(raw_cpu_ms / cpu_ms, 3) if cpu_ms else None, "model_width": s.width, "decode_processes": s.decode_processes,
         "live_rate_images_per_s": round(0.5 * e2e, 1) if live else None,
         "latency_p50_ms": _pct(live, 50), "latency_p99_ms": _pct(live, 99), "torch_threads": torch.get_num_threads(),
         # what a stream at half load should see at worst: a batch's wait, the batch in progress and its own, plus 50 ms
