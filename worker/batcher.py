@@ -14,33 +14,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def next_batch(q: queue.Queue[T], max_size: int, max_wait_s: float, idle_timeout_s: float = 0.1) -> list[T]:
-    """Returns [] if nothing arrived within ``idle_timeout_s`` (so callers can check for shutdown)."""
-    try:
-        first = q.get(timeout=idle_timeout_s)
-    except queue.Empty:
-        return []
-    batch = [first]
-    deadline = time.monotonic() + max_wait_s
-    while len(batch) < max_size:
-        # Take what is already queued without sleeping, then wait out the deadline.
-        try:
-            batch.append(q.get_nowait())
-            continue
-        except queue.Empty:
-            pass
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            batch.append(q.get(timeout=remaining))
-        except queue.Empty:
-            break
-    return batch
-
-
 class ChunkBatcher:
-    """:func:`next_batch` over a queue of item lists (the decode stage hands on a chunk at a time).
+    """Batches from a queue of item lists (the decode stage hands on a chunk at a time).
 
     A chunk is one queue operation for many items; a chunk that overfills a batch leaves its rest
     for the next one, which then starts at once.

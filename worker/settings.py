@@ -71,7 +71,7 @@ class WorkerSettings(ConnectedSettings):
     decode_processes: int = Field(0, ge=0, description="0: decode in the decode threads; N: in N spawned processes, fed chunks by the "
                                                        "decode threads (off the interpreter lock: for GPU workers, whose model outruns "
                                                        "one Python process; a decoder crash then costs one dead letter, not the worker)")
-    decode_chunk: int = Field(32, ge=1, description="most records per task sent to a decode process (what is queued, never waited for)")
+    decode_chunk: int = Field(32, ge=1, description="most records a decode thread (or process) takes at once (what is queued, never waited for)")
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads for CPU scoring (default: torch's choice, one per core)")
     max_in_flight: int = Field(2048, ge=1, description="pause partitions above this many unacknowledged records")
     resume_in_flight: int = Field(512, ge=0, description="resume paused partitions at or below this")
