@@ -9,12 +9,14 @@
 
 Prints ms per frame (one thread, after a warm-up) and the mean and largest absolute pixel difference
 from the full decode, in 1/255 units. The worker decodes with Pillow (the decode the model was
-calibrated on); the other rows say what another decoder would save and how far its pixels are.
+calibrated on) whenever a frame must be resized, as these must; the other rows say what another
+decoder would save and how far its pixels are.
 Usage: PYTHONPATH=. python scripts/jpeg_decode_compare.py [FRAMES] [DEVICE]
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 import time
@@ -91,9 +93,14 @@ def main(n: int, device: str = "cpu") -> None:
         ms_gpu, gpu = _nvjpeg(frames, device)
         print(f"nvJPEG on {torch.cuda.get_device_name(0)}, batches of 64 + resize {ms_gpu:6.3f} ms/frame  {ms_full / ms_gpu:.1f}x faster; "
               "|diff| from full: mean {:.2f}/255, max {:.0f}/255".format(*_diff(full, gpu)))
-    elif device != "cpu":
-        print(f"nvJPEG: no CUDA device here ({device} asked)")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, sys.argv[2] if len(sys.argv) > 2 else "cpu")
+    frames, dev = (sys.argv[1:] + ["200", "cpu"][len(sys.argv) - 1 :])[:2]
+    if not frames.isdigit() or int(frames) < 20 or not re.fullmatch(r"cpu|cuda(:\d+)?", dev):
+        print(f"error: usage: jpeg_decode_compare.py [FRAMES >= 20] [cpu|cuda[:N]] (got {' '.join(sys.argv[1:])})", file=sys.stderr)
+        sys.exit(2)
+    if dev != "cpu" and not torch.cuda.is_available():
+        print(f"error: {dev} asked, but this machine has no CUDA device: no nvJPEG row to measure", file=sys.stderr)
+        sys.exit(2)
+    main(int(frames), dev)

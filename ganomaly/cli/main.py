@@ -50,7 +50,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("evaluate an artifact on a labelled test set", "ganomaly.cli.commands.evaluate:EvaluateSettings",
                         "ganomaly.cli.commands.evaluate:run"),
     "bench model": Command("scoring and training throughput", "ganomaly.cli.commands.bench:BenchModelSettings", "ganomaly.cli.commands.bench:run"),
-    "bench stream": Command("end-to-end worker throughput and latency", "ganomaly.cli.commands.bench_stream:BenchStreamSettings",
+    "bench stream": Command("end-to-end worker throughput and latency; --soak-minutes: one worker held at half load", "ganomaly.cli.commands.bench_stream:BenchStreamSettings",
                             "ganomaly.cli.commands.bench_stream:run"),
     "worker": Command("run a streaming worker (Kafka -> GANomaly -> Kafka + Redis)", "worker.settings:WorkerSettings",
                       "worker.app:run_worker",
@@ -83,7 +83,7 @@ COMMANDS: dict[str, Command] = {
     "demo-summary": Command("summarise labelled results in plain language (caught, false alarms, latency)",
                             "ganomaly.cli.commands.demo_summary:DemoSummarySettings", "ganomaly.cli.commands.demo_summary:run"),
 }
-GROUPS = {"bench": "benchmarks: model (scoring/training throughput), stream (end to end)"}
+GROUPS = {"bench": "benchmarks: model (scoring/training throughput), stream (end to end, and the soak)"}
 
 
 def _load(ref: str) -> Any:

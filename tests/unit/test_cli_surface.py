@@ -224,3 +224,28 @@ def test_abbreviated_flags_are_refused(argv: list[str], flag: str, capsys: pytes
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and err.startswith("error: ") and flag in err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--pairs", "0:5"], "--pairs"),
+    (["--soak-minutes", "inf"], "--soak-minutes"),
+    (["--data-dir", "/nonexistent/fashion-mnist"], "/nonexistent/fashion-mnist"),
+])
+def test_bench_stream_bad_input_is_one_error_line_and_leaves_no_broker(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _brokers()
+    assert main(["bench", "stream", "--images", "100", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
+    assert _brokers() <= before  # nothing started for a run that could not happen
+
+
+def _brokers() -> set[int]:
+    """Pids of running Tansu brokers (bench stream starts its own)."""
+    out = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"tansu" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.add(int(pid))
+        except OSError:
+            pass
+    return out

@@ -116,10 +116,14 @@ def _interrupt(*_: object) -> None:
 
 
 def _check(ok: bool, what: str, log: Path) -> None:
+    """Stop the soak with one error line naming what failed and the worker's last word (its log has the rest)."""
     if not ok:
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-        msg = f"soak: {what} (log {log}):\n{tail}"
-        raise RuntimeError(msg)
+        from ganomaly.errors import UserError
+
+        lines = [ln for ln in (log.read_text(errors="replace").splitlines() if log.exists() else []) if ln.strip()]
+        last = lines[-1][-400:] if lines else "no output"
+        msg = f"soak: {what}; the worker's last log line: {last} (log {log})"
+        raise UserError(msg)
 
 
 def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:

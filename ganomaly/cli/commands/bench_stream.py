@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +50,7 @@ class BenchStreamSettings(ConnectedSettings):
 
     images: int = Field(4000, ge=100, description="images pre-filled per pair")
     shape: str = Field("32x1", description="SIZExCHANNELS of the model and images")
-    pairs: str = Field("64:5,128:10,256:20", pattern=r"^\d+:\d+(\.\d+)?(,\d+:\d+(\.\d+)?)*$",
+    pairs: str = Field("64:5,128:10,256:20", pattern=r"^[1-9]\d*:\d+(\.\d+)?(,[1-9]\d*:\d+(\.\d+)?)*$",
                        description="comma-separated max_batch_size:max_wait_ms")
     live_seconds: float = Field(5.0, ge=0, description="latency phase length (0 skips)")
     model: Path | None = Field(None, description="artifact to use (default: an untrained one of --shape; speed does not depend on weights)")
@@ -70,8 +72,10 @@ class BenchStreamSettings(ConnectedSettings):
                                      "camera frames into a letterbox model of --shape, each pair run with and without JPEG draft decoding "
                                      "(mind the memory: --images 1000 of 128x3 hold 200 MB decoded)")
 
-    soak_minutes: float = Field(0, ge=0, description="> 0: a soak instead of the pairs: one worker subprocess at half its measured rate for "
-                                                      "this many minutes, a JSON row per window and a pass/fail summary (bench_soak.py, docs/speed.md)")
+    soak_minutes: float = Field(0, ge=0, le=7 * 24 * 60, allow_inf_nan=False, description="> 0: a soak instead of the pairs: one worker process, batched as the first "
+                                                      "--pairs entry, held at half its measured rate for this many minutes (whole windows; "
+                                                      "--live-seconds unused); a JSON row per window, a summary, exit 1 when a criterion "
+                                                      "failed (docs/speed.md)")
     soak_window_s: float = Field(60.0, ge=1, description="with --soak-minutes: seconds per window row")
 
     @field_validator("shape")
@@ -149,37 +153,49 @@ def _pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)) * 1000, 1) if xs else None
 
 
-def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
+def run(s: BenchStreamSettings) -> int:
+    """Print one JSON row per measurement; with --soak-minutes, the soak's rows, and exit 1 when a criterion failed."""
+    from ganomaly.device import resolve_device
+
+    resolve_device(s.device)  # a device this machine lacks is one error line, before anything starts
     if s.soak_minutes > 0:  # another benchmark on the same settings, in its own module
         from ganomaly.cli.commands.bench_soak import run_soak
 
-        return run_soak(s)
+        rows = run_soak(s)
+        return 0 if rows and rows[-1].get("passed") else 1
+    measure(s)
+    return 0
+
+
+def measure(s: BenchStreamSettings) -> list[dict[str, Any]]:
+    """The rows of every (pair, variant), each printed as it is measured."""
     import torch
 
     from ganomaly.device import resolve_device
     from ganomaly.devstack import start_broker, stop
 
     size, ch = (int(v) for v in s.shape.lower().split("x"))
-    tmp = Path(tempfile.mkdtemp(prefix="ganomaly-bench-"))
-    proc = None
-    kafka = s.kafka
-    if "bootstrap_servers" not in s.kafka.model_fields_set:  # no broker named: start one for the run
-        proc, bootstrap = start_broker(log_path=tmp / "tansu.log")
-        kafka = as_kafka(bootstrap)
     device = resolve_device(s.device)
     camera = s.frames == "camera"
-    if camera:
-        payloads = _camera_frames(s.images)
-        # the same weights twice, one decoding JPEGs in draft: the rows differ only in how frames decode
-        variants = [(_untrained_artifact(size, ch, tmp, s.width, camera=True, jpeg_draft=d), d) for d in (True, False)]
-        if s.model is not None:
-            variants = [(s.model, None)]
-    else:
-        payloads = _images(s.images, size, ch, s.data_dir)
-        variants = [(s.model or _untrained_artifact(size, ch, tmp, s.width), None)]
-    rows: list[dict[str, Any]] = []
-    default_threads = torch.get_num_threads()
+    # inputs first: a missing dataset is one error line, with no broker started for nothing
+    payloads = _camera_frames(s.images) if camera else _images(s.images, size, ch, s.data_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="ganomaly-bench-"))
+    proc = None
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # a SIGTERM (timeout, a supervisor) cleans up as Ctrl-C does
     try:
+        kafka = s.kafka
+        if "bootstrap_servers" not in s.kafka.model_fields_set:  # no broker named: start one for the run
+            proc, bootstrap = start_broker(log_path=tmp / "tansu.log")
+            kafka = as_kafka(bootstrap)
+        if camera:
+            # the same weights twice, one decoding JPEGs in draft: the rows differ only in how frames decode
+            variants = [(_untrained_artifact(size, ch, tmp, s.width, camera=True, jpeg_draft=d), d) for d in (True, False)]
+            if s.model is not None:
+                variants = [(s.model, None)]
+        else:
+            variants = [(s.model or _untrained_artifact(size, ch, tmp, s.width), None)]
+        rows: list[dict[str, Any]] = []
+        default_threads = torch.get_num_threads()
         for pair in s.pairs.split(","):
             mbs, wait = pair.split(":")
             for model_path, draft in variants:
@@ -189,10 +205,16 @@ def run(s: BenchStreamSettings) -> list[dict[str, Any]]:
                     row |= {"frames": "camera 640x480 JPEG q85", "resize": "letterbox", "jpeg_draft": draft}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        return rows
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if proc is not None:
             stop(proc)
-    return rows
+        shutil.rmtree(tmp, ignore_errors=True)  # untrained models (up to 150 MB each for camera frames)
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, payloads: list[bytes], mbs_i: int, wait_f: float,
@@ -214,6 +236,7 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
     decode_ms = 1000 * (time.perf_counter() - t0) / len(payloads)
     # Raw batched model throughput on the same images, in this process, with all intra-op threads,
     # after one batch: the first call of a shape pays one-off allocation and kernel selection.
+    scorer.score(decoded[:mbs_i])
     scorer.score(decoded[:mbs_i])
     host0 = _host_cpu()
     t0, c0 = time.perf_counter(), time.process_time()
