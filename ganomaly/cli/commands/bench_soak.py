@@ -240,6 +240,8 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
         print(json.dumps(rows[-1]), flush=True)
         return rows
     finally:
+        # a second Ctrl-C (or the SIGINT a wrapper such as `timeout` forwards) must not cut the clean-up short
+        on_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
         _end(producer, 5)
@@ -255,6 +257,7 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
                 r.delete(*keys[i : i + 1000])
         except Exception as e:  # noqa: BLE001 - cleaning a shared Redis is a courtesy, not the result
             print(f"soak: keys {prefix}* left in Redis: {type(e).__name__}: {e}", file=sys.stderr)
+        signal.signal(signal.SIGINT, on_int)
 
 
 def _summary(s: BenchStreamSettings, wins: list[dict[str, Any]], size: int, ch: int, mbs: int, wait: float, drain: float, rate: float,

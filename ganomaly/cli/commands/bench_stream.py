@@ -207,10 +207,12 @@ def measure(s: BenchStreamSettings) -> list[dict[str, Any]]:
                 print(json.dumps(row), flush=True)
         return rows
     finally:
+        on_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave the broker running
         signal.signal(signal.SIGTERM, previous)
         if proc is not None:
             stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)  # untrained models (up to 150 MB each for camera frames)
+        signal.signal(signal.SIGINT, on_int)
 
 
 def _interrupted(*_: object) -> None:
