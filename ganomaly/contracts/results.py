@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -54,26 +54,6 @@ class Coordinates:
         return f"{self.topic}:{self.partition}:{self.offset}"
 
 
-class ResultLike(Protocol):
-    """What writers read of a result: a :class:`Result` or a :class:`ScoredResult`."""
-
-    id: str
-    input: Any
-    image_id: str | None
-    source: str | None
-    trace_id: str | None
-    traceparent: str | None
-    score: float
-    score_normalised: float
-    threshold: float
-    is_anomaly: bool
-    model_version: str
-    record_timestamp_ms: int
-    scored_at_ms: int
-
-    def to_json(self) -> bytes: ...
-
-
 @dataclass(slots=True)
 class ScoredResult:
     """A result as the worker writes it: the fields of :class:`Result`, serialised once."""
@@ -109,6 +89,10 @@ class ScoredResult:
                 "scored_at_ms": self.scored_at_ms, "latency_ms": self.latency_ms, "worker": self.worker,
             })
         return self._json
+
+
+# What writers read of a result: the worker's records, or the pydantic model others build.
+ResultLike = Result | ScoredResult
 
 
 def alert_json(r: ResultLike) -> bytes:
