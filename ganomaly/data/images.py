@@ -246,7 +246,7 @@ def _to_pixels(im: Image.Image, spec: InputSpec, policy: ChannelPolicy) -> np.nd
     return _image_to_pixels(im, spec)
 
 
-# What decoding one payload gives: the model input (Converted, from decode_many_noting_conversion,
+# What decoding one payload gives: the model input or its pixels (Converted, from decode_many_pixels,
 # when its channels were changed to the model's), or (reason, error class, message) for a dead letter.
 DecodeOutcome = np.ndarray | Converted | tuple[str, str, str]
 
@@ -260,13 +260,9 @@ def decode_many(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) ->
     return _decode_each(payloads, spec, limits, decode_image)
 
 
-def decode_many_noting_conversion(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[DecodeOutcome]:
-    """As :func:`decode_many`, with images whose channels were converted as :class:`Converted` (the worker's)."""
-    return _decode_each(payloads, spec, limits, decode_image_noting_conversion)
-
-
 def decode_many_pixels(payloads: list[bytes], spec: InputSpec, limits: DecodeLimits) -> list[DecodeOutcome]:
-    """As :func:`decode_many_noting_conversion`, as uint8 pixels (the worker's: it converts a batch at a time)."""
+    """As :func:`decode_many`, as uint8 pixels, with images whose channels were converted as :class:`Converted`
+    (the worker's: it counts conversions, and converts pixels to the model's range a batch at a time)."""
     return _decode_each(payloads, spec, limits, decode_pixels_noting_conversion)
 
 

@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 from ganomaly.artifact import load_artifact, read_manifest, save_artifact
 from ganomaly.cli.main import main
 from ganomaly.data.datasets import load_folder
-from ganomaly.data.images import BadImage, Converted, DecodeLimits, InputSpec, decode_image, decode_many_noting_conversion
+from ganomaly.data.images import BadImage, Converted, DecodeLimits, InputSpec, decode_image, decode_many_pixels, pixels_to_input
 from ganomaly.model import GanomalyConfig, Generator, calibrate
 from tests.camera_frames import camera_frame
 from tests.poison import poison_corpus
@@ -85,19 +85,19 @@ def test_training_from_a_folder_of_frames_decodes_exactly_as_serving(tmp_path) -
     imgs, bad = load_folder(tmp_path, DRAFT)
     assert bad == [] and len(imgs) == 6
     for x, path in zip(imgs.x, imgs.ids, strict=True):
-        served = decode_many_noting_conversion([frames[path.rsplit("/", 1)[1]]], DRAFT, DecodeLimits())[0]
-        assert isinstance(served, np.ndarray) and torch.equal(x, torch.from_numpy(served))
+        served = decode_many_pixels([frames[path.rsplit("/", 1)[1]]], DRAFT, DecodeLimits())[0]  # the worker's decode
+        assert isinstance(served, np.ndarray) and torch.equal(x, torch.from_numpy(pixels_to_input(served, DRAFT.value_range)))
 
 
 def test_conversions_are_noted_and_strict_refuses_them() -> None:
     colour = camera_frame(3, size=(64, 48))
     gray = InputSpec(isize=32, channels=1)
-    [conv] = decode_many_noting_conversion([colour], gray, DecodeLimits())
+    [conv] = decode_many_pixels([colour], gray, DecodeLimits())
     assert isinstance(conv, Converted) and (conv.from_channels, conv.to_channels) == (3, 1) and conv.x.shape == (1, 32, 32)
-    assert np.array_equal(conv.x, decode_image(colour, gray))
-    [same] = decode_many_noting_conversion([colour], InputSpec(isize=32, channels=3), DecodeLimits())
+    assert np.array_equal(pixels_to_input(conv.x, gray.value_range), decode_image(colour, gray))
+    [same] = decode_many_pixels([colour], InputSpec(isize=32, channels=3), DecodeLimits())
     assert isinstance(same, np.ndarray)
-    [refused] = decode_many_noting_conversion([colour], gray, DecodeLimits(channel_policy="strict"))
+    [refused] = decode_many_pixels([colour], gray, DecodeLimits(channel_policy="strict"))
     assert isinstance(refused, tuple) and refused[0] == "channels"
 
 
