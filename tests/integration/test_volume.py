@@ -107,3 +107,26 @@ def test_trainer_ingest_takes_10000_verdicts_and_fetches_every_image(broker: str
     # committed only after the index was saved: a second ingest finds nothing new
     assert ingest_feedback(as_kafka(broker), feedback, f"trainer-{prefix}", NormalSet(tmp_path / "confirmed"), idle_ms=1500) \
         .get("new", 0) == 0
+
+
+def test_a_worker_that_pauses_and_resumes_all_the_time_still_answers_every_record(broker: str, redis_url: str, prefix: str,
+                                                                                 tiny_model: Path, published: Topics,
+                                                                                 tmp_path: Path) -> None:
+    """Backpressure at 10,000 records through the real consumer: a small in-flight limit makes the
+    worker pause and resume all its partitions again and again, and nothing is lost or left uncommitted."""
+    ends = _ends(broker, published.input)
+    mine = Topics(broker, partitions=PARTITIONS)  # own outputs and group, same input
+    mine.input = published.input
+    with WorkerProc(bootstrap=broker, topics=mine, model=tiny_model, redis_url=redis_url, prefix=f"{prefix}-bp", log=tmp_path / "w.log",
+                    GANOMALY_MAX_BATCH_SIZE=64, GANOMALY_MAX_IN_FLIGHT=200, GANOMALY_RESUME_IN_FLIGHT=50) as w:
+        results = read_topic(broker, mine.results, want=N, timeout_s=300)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(mine.committed(p) != ends[p] for p in ends):
+            time.sleep(0.5)
+        committed = {p: mine.committed(p) for p in ends}
+        assert w.terminate() == 0
+        pauses = w.logs().count('"event": "paused"')
+    assert pauses >= 10, f"the worker paused {pauses} times: backpressure went untested"
+    by_id = results_by_id(results)
+    assert len(by_id) == N, f"{len(by_id)} distinct results for {N} records"
+    assert committed == ends
