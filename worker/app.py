@@ -113,8 +113,11 @@ class Worker:
             if self._http is not None:
                 self._http.shutdown()
             assert p.sink is not None
-            log.info("stopped", scored=p.sink.scored_total, dead_letters=p.sink.dead_total, drained=p.drained, crashed=p.crashed)
-        return 0 if p.crashed is None else 1
+            assert p.poll is not None
+            stalled = bool(p.poll.stalled)
+            log.info("stopped", scored=p.sink.scored_total, dead_letters=p.sink.dead_total, drained=p.drained, crashed=p.crashed,
+                     consumer_stalled=stalled)
+        return 0 if p.crashed is None and not stalled else 1
 
     def request_stop(self, *_: object) -> None:
         self.startup.stop.set()
@@ -122,7 +125,7 @@ class Worker:
 
 def run_worker(settings: WorkerSettings) -> int:
     """The worker's exit status: 0 after a stop (SIGTERM or SIGINT, during start-up too), 1 when a
-    stage crashed, 2 when the broker or Redis did not answer within ``connect_timeout_s`` (or refused us)."""
+    stage crashed or the consumer stalled (worker/stages/stall.py), 2 when the broker or Redis did not answer within ``connect_timeout_s`` (or refused us)."""
     startup = StartupWait(settings.connect_timeout_s, backoff_max_s=settings.retry_backoff_max_s, attempt_level=logging.WARNING)
     # before the model loads and the first wait: a stop during start-up must end it, not kill it mid-way
     signal.signal(signal.SIGTERM, lambda *_: startup.stop.set())

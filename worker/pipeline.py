@@ -87,7 +87,7 @@ class Pipeline:
             clients.consumer, self.raw_q, tracker=self.tracker, depths={"raw": self.raw_q, "ready": self.ready_q, "out": self.out_q},
             metrics=self.metrics, health=self.health, stop=self.life.stop, max_poll_records=s.max_poll_records,
             commit_interval_s=s.commit_interval_ms / 1000, max_in_flight=s.max_in_flight, resume_in_flight=s.resume_in_flight,
-            revoke_wait_s=min(s.drain_timeout_s, s.session_timeout_ms / 2000))
+            revoke_wait_s=min(s.drain_timeout_s, s.session_timeout_ms / 2000), stall_timeout_s=s.stall_timeout_s)
         abort = self.life.abort
         kafka_sink = KafkaSink(clients.producer, results_topic=s.results_topic, alerts_topic=s.alerts_topic, dlq_topic=s.dlq_topic,
                                shadow_topic=s.shadow_topic, worker_id=s.worker_id, abort=abort, backoff_max_s=s.retry_backoff_max_s,

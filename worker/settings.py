@@ -98,6 +98,8 @@ class WorkerSettings(ConnectedSettings):
     drain_timeout_s: float = Field(20.0, ge=0, description="on SIGTERM or revoke: time to finish in-flight work")
     liveness_stale_s: float = Field(30.0, gt=0, description="/healthz fails when a loop has not reported for this long (at least "
                                                            "drain_timeout_s + 10); waiting out an outage counts as reporting")
+    stall_timeout_s: float = Field(120.0, ge=0, description="exit (1, to be restarted) when partitions with records waiting have received "
+                                                           "none for this long while the broker answers; 0 turns the check off")
     retry_backoff_max_s: float = Field(5.0, gt=0)
     # exit code 2 past it, so an orchestrator shows a crash loop with its reason; an outage after
     # start-up is waited out however long it lasts

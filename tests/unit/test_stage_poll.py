@@ -173,3 +173,39 @@ def test_run_polls_commits_and_observes_until_stopped() -> None:
     rig.stop.set()
     t.join(timeout=5)
     assert not t.is_alive() and "poll" in rig.health.live()[1]
+
+
+class _StuckConsumer(Consumer):
+    """Fetch responses keep reporting new records (the high watermark climbs) but none is handed out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hw = 10
+
+    def highwater(self, tp: TopicPartition) -> int:
+        self.hw += 5
+        return self.hw
+
+
+def test_a_consumer_that_stops_receiving_while_records_wait_stops_the_worker_to_be_restarted() -> None:
+    consumer = _StuckConsumer()
+    rig = Rig(consumer)
+    rig.stage.stall_watch.after_s = 0.3
+    rig.assign(TP0)
+    for _ in range(20):
+        rig.stage.observe()
+        if rig.stop.is_set():
+            break
+        threading.Event().wait(0.05)
+    assert rig.stage.stalled == [TP0] and rig.stop.is_set()
+    assert rig.sample("ganomaly_consumer_lag", topic="in", partition="0") is not None
+
+
+def test_a_consumer_with_nothing_new_from_the_broker_is_waiting_out_an_outage_not_stalled() -> None:
+    rig = Rig(Consumer())  # position 4, high watermark 10, forever: nothing heard
+    rig.stage.stall_watch.after_s = 0.1
+    rig.assign(TP0)
+    for _ in range(6):
+        rig.stage.observe()
+        threading.Event().wait(0.05)
+    assert rig.stage.stalled == [] and not rig.stop.is_set()

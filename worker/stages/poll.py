@@ -20,6 +20,7 @@ from kafka.structs import OffsetAndMetadata
 
 from worker.metrics import Health, WorkerMetrics
 from worker.offsets import OffsetTracker
+from worker.stages.stall import Offsets, StallWatch
 
 log = structlog.get_logger("worker")
 
@@ -27,7 +28,7 @@ log = structlog.get_logger("worker")
 class PollStage:
     def __init__(self, consumer: KafkaConsumer, raw_q: queue.Queue[Any], *, tracker: OffsetTracker, depths: dict[str, queue.Queue[Any]],
                  metrics: WorkerMetrics, health: Health, stop: threading.Event, max_poll_records: int, commit_interval_s: float,
-                 max_in_flight: int, resume_in_flight: int, revoke_wait_s: float) -> None:
+                 max_in_flight: int, resume_in_flight: int, revoke_wait_s: float, stall_timeout_s: float = 0.0) -> None:
         self.consumer = consumer
         self.raw_q = raw_q  # unbounded: bounded by max_in_flight through pause/resume
         self.tracker = tracker
@@ -44,6 +45,8 @@ class PollStage:
         self.assignment: frozenset[TopicPartition] = frozenset()
         self.paused = False
         self.committed: dict[TopicPartition, int] = {}  # last commit per partition: a commit sends only what moved
+        self.stall_watch = StallWatch(stall_timeout_s)
+        self.stalled: list[TopicPartition] = []  # set when the consumer stopped receiving: the worker exits to be restarted
 
     def subscribe(self, topic: str) -> None:
         self.consumer.subscribe([topic], listener=Rebalance(self))
@@ -100,13 +103,26 @@ class PollStage:
     def observe(self) -> None:
         for name, q in self.depths.items():
             self.metrics.queue_depth.labels(name).set(q.qsize())
-        for tp in self.assignment:
-            hw = self.consumer.highwater(tp)
-            if hw is not None:
-                try:
-                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - self.consumer.position(tp, timeout_ms=0)))
-                except (KafkaError, TypeError, AssertionError):
-                    pass
+        offsets = {tp: self._offsets(tp) for tp in self.assignment}
+        for tp, o in offsets.items():
+            if o.position is not None and o.highwater is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, o.highwater - o.position))
+        stalled = self.stall_watch.observe(time.monotonic(), offsets, self.paused)
+        if stalled and not self.stalled:
+            # A restart rejoins the group and resumes from the committed offsets: nothing is lost,
+            # and what was in flight drains first as on SIGTERM.
+            self.stalled = stalled
+            log.error("consumer_stalled", partitions=[f"{tp.topic}-{tp.partition}" for tp in stalled],
+                      waited_s=self.stall_watch.after_s, lag={f"{tp.topic}-{tp.partition}": offsets[tp].highwater - offsets[tp].position  # type: ignore[operator]
+                                                              for tp in stalled})
+            self.stop.set()
+
+    def _offsets(self, tp: TopicPartition) -> Offsets:
+        try:
+            position = self.consumer.position(tp, timeout_ms=0)
+        except (KafkaError, TypeError, AssertionError, KeyError):  # no position yet (just assigned, being reset or revoked)
+            position = None
+        return Offsets(position=position, highwater=self.consumer.highwater(tp))
 
     def set_assignment(self, assignment: frozenset[TopicPartition]) -> None:
         self.assignment = assignment
