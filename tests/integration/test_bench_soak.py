@@ -38,6 +38,7 @@ def test_short_soak_answers_every_input_and_commits_to_the_end(broker: str, redi
     assert rows and p.returncode == (0 if rows[-1].get("passed") else 1), err[-3000:]  # the verdict is the exit code
     start, windows, summary = rows[0], [r for r in rows if r["bench"] == "soak"], rows[-1]
     assert start["bench"] == "soak-start" and start["rate_images_per_s"] > 0 and start["broker_pid"] is None
+    assert start["records_per_partition_est"] > 0 and "warning" not in start  # a broker named by the user is not judged
     assert [w["window"] for w in windows] == [0, 1, 2]
     for w in windows:
         assert w["results"] > 0 and w["latency_p99_ms"] >= w["latency_p50_ms"] > 0 and w["worker_rss_mb"] > 50
@@ -53,10 +54,12 @@ def test_short_soak_answers_every_input_and_commits_to_the_end(broker: str, redi
 
 
 def test_ctrl_c_ends_the_worker_producer_and_broker(redis_url: str, prefix: str) -> None:
-    p = _soak("--soak-minutes", "5", "--soak-window-s", "5", redis_url=redis_url, prefix=prefix)
+    p = _soak("--soak-minutes", "5", "--soak-window-s", "5", "--partitions", "1", redis_url=redis_url, prefix=prefix)
     assert p.stdout is not None
     start = json.loads(p.stdout.readline())  # the soak is running: worker, producer and its own broker started
     assert start["bench"] == "soak-start", start
+    # five minutes into one partition of its own Tansu broker: more batches than Tansu answers fetches for
+    assert start["records_per_partition_est"] > 20_000 and "--partitions" in start["warning"], start
     pids = [start["worker_pid"], start["producer_pid"], start["broker_pid"]]
     assert all(_alive(pid) for pid in pids)
     p.send_signal(signal.SIGINT)

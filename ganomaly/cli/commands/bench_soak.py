@@ -58,6 +58,9 @@ if TYPE_CHECKING:
     from ganomaly.connections.kafka import KafkaSettings
 
 SAMPLE_S = 1.0
+# Tansu 0.6's in-memory store stopped answering fetches between 30,000 and 35,000 one-record batches
+# into a partition (measured; docs/speed.md): the soak's own broker warns well before that
+TANSU_BATCHES_PER_PARTITION = 20_000
 
 
 def _pcts(lat_ms: list[float]) -> dict[str, float | None]:
@@ -181,6 +184,14 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
                      "windows": windows, "worker_pid": worker.pid, "producer_pid": producer.pid,
                      "broker_pid": broker.pid if broker else None, "input_topic": topics["in"], "group": group,
                      "worker_log": str(wlog)}
+        per_partition = round(rate * seconds / s.partitions)
+        start_row["records_per_partition_est"] = per_partition
+        if broker is not None and per_partition > TANSU_BATCHES_PER_PARTITION:
+            start_row["warning"] = (f"Tansu's in-memory store stops answering fetches past about 30,000 record batches in a partition "
+                                    f"(docs/speed.md); this run sends about {per_partition} records, most in batches of one, to each of "
+                                    f"{s.partitions} partitions: give --partitions {math.ceil(rate * seconds / TANSU_BATCHES_PER_PARTITION)} "
+                                    f"or more, or --bootstrap-servers for a broker that holds the volume")
+            print(f"soak: warning: {start_row['warning']}", file=sys.stderr, flush=True)
         print(json.dumps(start_row), flush=True)
         rows.append(start_row)
         t0 = time.monotonic()
