@@ -52,6 +52,15 @@ def _ends(bootstrap: str, topic: str) -> dict[int, int]:
     return ends
 
 
+def _committed_when_caught_up(topics: Topics, ends: dict[int, int], timeout_s: float = 30) -> dict[int, int | None]:
+    """The group's committed offsets once they reach every partition's end (or when ``timeout_s`` runs out):
+    the commit follows the acknowledged outputs, a little after the last result is readable."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(topics.committed(p) != ends[p] for p in ends):
+        time.sleep(0.5)
+    return {p: topics.committed(p) for p in ends}
+
+
 def test_worker_scores_10000_records_over_four_partitions(broker: str, redis_url: str, prefix: str, tiny_model: Path, published: Topics,
                                                           tmp_path: Path) -> None:
     ends = _ends(broker, published.input)
@@ -59,11 +68,7 @@ def test_worker_scores_10000_records_over_four_partitions(broker: str, redis_url
     with WorkerProc(bootstrap=broker, topics=published, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
                     GANOMALY_MAX_BATCH_SIZE=256) as w:
         results = read_topic(broker, published.results, want=N, timeout_s=300)
-        # the commit follows the acknowledged outputs: wait for it to reach the end of every partition
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(published.committed(p) != ends[p] for p in ends):
-            time.sleep(0.5)
-        committed = {p: published.committed(p) for p in ends}
+        committed = _committed_when_caught_up(published, ends)
         assert w.terminate() == 0
 
     by_id = results_by_id(results)
@@ -120,10 +125,7 @@ def test_a_worker_that_pauses_and_resumes_all_the_time_still_answers_every_recor
     with WorkerProc(bootstrap=broker, topics=mine, model=tiny_model, redis_url=redis_url, prefix=f"{prefix}-bp", log=tmp_path / "w.log",
                     GANOMALY_MAX_BATCH_SIZE=64, GANOMALY_MAX_IN_FLIGHT=200, GANOMALY_RESUME_IN_FLIGHT=50) as w:
         results = read_topic(broker, mine.results, want=N, timeout_s=300)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(mine.committed(p) != ends[p] for p in ends):
-            time.sleep(0.5)
-        committed = {p: mine.committed(p) for p in ends}
+        committed = _committed_when_caught_up(mine, ends)
         assert w.terminate() == 0
         pauses = w.logs().count('"event": "paused"')
     assert pauses >= 10, f"the worker paused {pauses} times: backpressure went untested"
