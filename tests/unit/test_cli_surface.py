@@ -229,6 +229,8 @@ def test_abbreviated_flags_are_refused(argv: list[str], flag: str, capsys: pytes
 @pytest.mark.parametrize(("argv", "says"), [
     (["--pairs", "0:5"], "--pairs"),
     (["--soak-minutes", "inf"], "--soak-minutes"),
+    (["--soak-minutes", "1", "--soak-load", "0"], "--soak-load"),
+    (["--soak-minutes", "1", "--soak-load", "1.5"], "--soak-load"),
     (["--data-dir", "/nonexistent/fashion-mnist"], "/nonexistent/fashion-mnist"),
 ])
 def test_bench_stream_bad_input_is_one_error_line_and_leaves_no_broker(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""``ganomaly bench stream --soak-minutes M``: one real worker held at half load for M minutes.
+"""``ganomaly bench stream --soak-minutes M``: one real worker held at half load (--soak-load) for M minutes.
 
 What an operator sizing a deployment wants to know before trusting a worker for days: does its
 memory stay flat, do its queues stay short, does its latency hold, and is every input answered?
@@ -9,9 +9,10 @@ memory stay flat, do its queues stay short, does its latency hold, and is every 
    --width; --max-batch-size and --max-wait-ms from the first --pairs entry; Redis from the settings,
    under a key prefix of its own that is deleted at the end), so the resident memory measured
    (/proc/PID/status VmRSS, its decode processes included) is the worker's alone.
-2. Pre-fills --images images and times the worker draining them (from the results' record
-   timestamps, the first batch excluded): its maximum rate on this machine.
-3. Publishes at half that rate from a separate producer process (it does not share the bench's
+2. Pre-fills --images images, one record per batch as the live stream sends them, and times the
+   worker draining them (from the results' record timestamps, the first batch excluded): its
+   maximum rate on this machine for such a stream.
+3. Publishes at --soak-load (0.5) of that rate from a separate producer process (it does not share the bench's
    interpreter lock) for M minutes, rounded up to whole windows of --soak-window-s.
 4. A reader consumes the results and dead-letter topics; once a second the worker's /metrics
    (queue depths per internal queue, in-flight records, consumer lag) and RSS are sampled. One
@@ -157,9 +158,12 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
         model = s.model or _untrained_artifact(size, ch, tmp, s.width, camera=camera, jpeg_draft=camera)
         payloads = _camera_frames(s.images) if camera else _images(s.images, size, ch, s.data_dir)
         ensure_topics(kafka.config(), topics.values(), s.partitions)
-        with ImagePublisher(kafka, topics["in"]) as pub:
+        # one record per batch, as the paced live stream arrives: a worker reads many small batches
+        # more slowly than a few large ones, and the load is a share of what it drains of the former
+        with ImagePublisher(kafka, topics["in"], linger_ms=0) as pub:
             for i, p in enumerate(payloads):
                 pub.publish(p, key=f"fill-{i}", source="soak-fill")
+                pub.producer.flush()
         reader = Reader(kafka, topics["res"], topics["dlq"])
         reader.start()
         worker = _worker(s, kafka, model, topics, group, prefix, port, mbs, wait, wlog)
@@ -169,7 +173,7 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
         _check(reader.answered >= len(payloads), f"the worker drained {reader.answered} of {len(payloads)} pre-filled images", wlog)
         ts = np.array([t for t, _ in reader.take()[0]])
         drain = float((ts > ts.min()).sum() / max(1e-3, (ts.max() - ts.min()) / 1000))
-        rate = 0.5 * drain
+        rate = s.soak_load * drain
         seconds = windows * s.soak_window_s
         payload_file = tmp / "payloads.pkl"
         payload_file.write_bytes(pickle.dumps(payloads))
@@ -180,7 +184,7 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
         assert producer.stdout is not None
         producer.stdout.readline()  # connected (or exited: then the first window's check says so)
         rows: list[dict[str, Any]] = []
-        start_row = {"bench": "soak-start", "drain_images_per_s": round(drain, 1), "rate_images_per_s": round(rate, 1), "seconds": seconds,
+        start_row = {"bench": "soak-start", "drain_images_per_s": round(drain, 1), "load": s.soak_load, "rate_images_per_s": round(rate, 1), "seconds": seconds,
                      "windows": windows, "worker_pid": worker.pid, "producer_pid": producer.pid,
                      "broker_pid": broker.pid if broker else None, "input_topic": topics["in"], "group": group,
                      "worker_log": str(wlog)}
@@ -290,7 +294,7 @@ def _summary(s: BenchStreamSettings, wins: list[dict[str, Any]], size: int, ch: 
     return {"bench": "soak-summary", "minutes": s.soak_minutes, "seconds": seconds, "window_s": s.soak_window_s, "shape": f"{size}x{size}x{ch}",
             "frames": s.frames, "model": str(s.model) if s.model else f"untrained width {s.width}", "device": s.device,
             "max_batch_size": mbs, "max_wait_ms": wait, "partitions": s.partitions, "drain_images_per_s": round(drain, 1),
-            "rate_images_per_s": round(rate, 1), "producer_sent": sent.get("sent"), "producer_images_per_s": sent.get("images_per_s"),
+            "load": s.soak_load, "rate_images_per_s": round(rate, 1), "producer_sent": sent.get("sent"), "producer_images_per_s": sent.get("images_per_s"),
             "inputs": total, "answered": reader.answered, "dead_letters": reader.dead, "duplicates": reader.duplicates, "lost": lost,
             "committed_to_end": committed_to_end, "worker_exit_code": exit_code, "catch_up_s": catch_up_s, "warmup_window": w0,
             "rss_mb_after_warmup": rss0, "rss_mb_end": rss1, "rss_growth_pct": growth, "queue_depth_total_max_per_window": qs,

@@ -73,10 +73,13 @@ class BenchStreamSettings(ConnectedSettings):
                                      "(mind the memory: --images 1000 of 128x3 hold 200 MB decoded)")
 
     soak_minutes: float = Field(0, ge=0, le=7 * 24 * 60, allow_inf_nan=False, description="> 0: a soak instead of the pairs: one worker process, batched as the first "
-                                                      "--pairs entry, held at half its measured rate for this many minutes (whole windows; "
+                                                      "--pairs entry, held at --soak-load of its measured rate for this many minutes (whole windows; "
                                                       "--live-seconds unused); a JSON row per window, a summary, exit 1 when a criterion "
                                                       "failed (docs/speed.md)")
     soak_window_s: float = Field(60.0, ge=1, description="with --soak-minutes: seconds per window row")
+    soak_load: float = Field(0.5, gt=0, le=1, allow_inf_nan=False,
+                             description="with --soak-minutes: the share of the worker's measured drain rate to publish at; lower it when the "
+                                         "broker and the producer share the worker's cores (the drain is timed without them)")
 
     @field_validator("shape")
     @classmethod
