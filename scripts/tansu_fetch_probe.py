@@ -43,12 +43,15 @@ def _first_records_s(bootstrap: str, tp: TopicPartition, offset: int, timeout_s:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoints", nargs="*", type=int, default=[10_000, 20_000, 30_000, 35_000, 40_000])
-    ap.add_argument("--timeout-s", type=float, default=20.0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="*", type=int, default=[10_000, 20_000, 30_000, 35_000, 40_000],
+                    help="partition lengths (one-record batches) at which to time fetches, increasing, each at least 6 "
+                         "(default: 10000 20000 30000 35000 40000: about two minutes, the broker using a core)")
+    ap.add_argument("--timeout-s", type=float, default=20.0, help="how long a fetch may take before it counts as unanswered (default 20)")
     a = ap.parse_args(argv)
-    if any(n < 1 for n in a.checkpoints) or a.checkpoints != sorted(a.checkpoints) or a.timeout_s <= 0:
-        print("error: checkpoints must be positive and increasing, --timeout-s positive", file=sys.stderr)
+    steps = list(zip(a.checkpoints, a.checkpoints[1:], strict=False))
+    if any(n < 6 for n in a.checkpoints) or any(x >= y for x, y in steps) or not 0 < a.timeout_s <= 3600:
+        print("error: checkpoints must be at least 6 and strictly increasing, --timeout-s above 0 and at most 3600", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         proc, bootstrap = start_broker(log_path=Path(tmp) / "tansu.log")

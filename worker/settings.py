@@ -98,8 +98,10 @@ class WorkerSettings(ConnectedSettings):
     drain_timeout_s: float = Field(20.0, ge=0, description="on SIGTERM or revoke: time to finish in-flight work")
     liveness_stale_s: float = Field(30.0, gt=0, description="/healthz fails when a loop has not reported for this long (at least "
                                                            "drain_timeout_s + 10); waiting out an outage counts as reporting")
-    stall_timeout_s: float = Field(120.0, ge=0, description="exit (1, to be restarted) when partitions with records waiting have received "
-                                                           "none for this long while the broker answers; 0 turns the check off")
+    stall_timeout_s: float = Field(120.0, ge=0, allow_inf_nan=False,
+                                   description="drain, commit and exit 1 (to be restarted) when partitions with records waiting have "
+                                               "received none for this long while the broker is still heard from; 0 turns the check "
+                                               "off, else at least 10")
     retry_backoff_max_s: float = Field(5.0, gt=0)
     # exit code 2 past it, so an orchestrator shows a crash loop with its reason; an outage after
     # start-up is waited out however long it lasts
@@ -108,6 +110,10 @@ class WorkerSettings(ConnectedSettings):
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:
+        if 0 < self.stall_timeout_s < 10:
+            # below a few fetch waits and the 1 s sampling, a healthy worker between two polls would look stalled
+            msg = "stall_timeout_s must be 0 (off) or at least 10 seconds"
+            raise ValueError(msg)
         if self.resume_in_flight >= self.max_in_flight:
             msg = "resume_in_flight must be below max_in_flight"
             raise ValueError(msg)

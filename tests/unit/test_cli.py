@@ -75,6 +75,8 @@ def test_latent_models_default_to_the_mnist_style_input_range(folders: Path, tmp
         (["train", "--out", "/tmp/x", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),
         (["trainer", "--ema-decay", "0.99", "--swa-start", "1"], "choose one of --ema-decay and --swa-start"),
         (["worker", "--model-store", "/tmp/x", "--model-poll-s", "60"], "model_poll_s must be shorter than liveness_stale_s"),
+        (["worker", "--model-store", "/tmp/x", "--stall-timeout-s", "0.5"], "stall_timeout_s must be 0 (off) or at least 10 seconds"),
+        (["worker", "--model-store", "/tmp/x", "--stall-timeout-s", "inf"], "--stall-timeout-s"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

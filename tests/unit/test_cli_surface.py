@@ -231,6 +231,9 @@ def test_abbreviated_flags_are_refused(argv: list[str], flag: str, capsys: pytes
     (["--soak-minutes", "inf"], "--soak-minutes"),
     (["--soak-minutes", "1", "--soak-load", "0"], "--soak-load"),
     (["--soak-minutes", "1", "--soak-load", "1.5"], "--soak-load"),
+    (["--soak-minutes", "1", "--soak-window-s", "1e9"], "--soak-window-s"),
+    (["--soak-minutes", "1", "--soak-window-s", "inf"], "--soak-window-s"),
+    (["--live-seconds", "inf"], "--live-seconds"),
     (["--data-dir", "/nonexistent/fashion-mnist"], "/nonexistent/fashion-mnist"),
 ])
 def test_bench_stream_bad_input_is_one_error_line_and_leaves_no_broker(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:

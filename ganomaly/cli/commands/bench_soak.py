@@ -124,10 +124,13 @@ def _check(ok: bool, what: str, log: Path) -> None:
     if not ok:
         from ganomaly.errors import UserError
 
-        lines = [ln for ln in (log.read_text(errors="replace").splitlines() if log.exists() else []) if ln.strip()]
-        last = lines[-1][-400:] if lines else "no output"
-        msg = f"soak: {what}; the worker's last log line: {last} (log {log})"
+        msg = f"soak: {what}; the worker's last log line: {_last_line(log)} (log {log})"
         raise UserError(msg)
+
+
+def _last_line(log: Path) -> str:
+    lines = [ln for ln in (log.read_text(errors="replace").splitlines() if log.exists() else []) if ln.strip()]
+    return lines[-1][-400:] if lines else "no output"
 
 
 def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
@@ -188,12 +191,12 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
                      "windows": windows, "worker_pid": worker.pid, "producer_pid": producer.pid,
                      "broker_pid": broker.pid if broker else None, "input_topic": topics["in"], "group": group,
                      "worker_log": str(wlog)}
-        per_partition = round(rate * seconds / s.partitions)
+        per_partition = round((rate * seconds + len(payloads)) / s.partitions)
         start_row["records_per_partition_est"] = per_partition
         if broker is not None and per_partition > TANSU_BATCHES_PER_PARTITION:
             start_row["warning"] = (f"Tansu's in-memory store stops answering fetches past about 30,000 record batches in a partition "
                                     f"(docs/speed.md); this run sends about {per_partition} records, most in batches of one, to each of "
-                                    f"{s.partitions} partitions: give --partitions {math.ceil(rate * seconds / TANSU_BATCHES_PER_PARTITION)} "
+                                    f"{s.partitions} partitions: give --partitions {math.ceil((rate * seconds + len(payloads)) / TANSU_BATCHES_PER_PARTITION)} "
                                     f"or more, or --bootstrap-servers for a broker that holds the volume")
             print(f"soak: warning: {start_row['warning']}", file=sys.stderr, flush=True)
         print(json.dumps(start_row), flush=True)
@@ -204,7 +207,13 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
             samples: list[dict[str, Any]] = []
             while (now := time.monotonic()) < end:
                 time.sleep(min(SAMPLE_S, end - now))
-                _check(worker.poll() is None, f"the worker exited with code {worker.returncode} during the soak", wlog)
+                if worker.poll() is not None:  # a failed soak (exit 1), not a bad setting: say so and end here
+                    row = {"bench": "soak-summary", "passed": False, "failed": f"the worker exited with code {worker.returncode} "
+                           f"in window {k}", "worker_exit_code": worker.returncode, "worker_last_log_line": _last_line(wlog),
+                           "worker_log": str(wlog)}
+                    print(f"soak: failed: {row['failed']}; its last log line: {row['worker_last_log_line']}", file=sys.stderr, flush=True)
+                    print(json.dumps(row), flush=True)
+                    return [*rows, row]
                 try:
                     samples.append(scrape(port) | {"rss": rss_mb(worker.pid)})
                 except OSError:

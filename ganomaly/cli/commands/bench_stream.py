@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ganomaly.cli.commands.bench import check_shape
@@ -52,14 +52,15 @@ class BenchStreamSettings(ConnectedSettings):
     shape: str = Field("32x1", description="SIZExCHANNELS of the model and images")
     pairs: str = Field("64:5,128:10,256:20", pattern=r"^[1-9]\d*:\d+(\.\d+)?(,[1-9]\d*:\d+(\.\d+)?)*$",
                        description="comma-separated max_batch_size:max_wait_ms")
-    live_seconds: float = Field(5.0, ge=0, description="latency phase length (0 skips)")
+    live_seconds: float = Field(5.0, ge=0, le=3600, allow_inf_nan=False, description="latency phase length (0 skips)")
     model: Path | None = Field(None, description="artifact to use (default: an untrained one of --shape; speed does not depend on weights)")
     width: int = Field(64, ge=1, description="base width (ngf) of the untrained default model: 64 is GANomaly's; a small one (4) "
                                              "costs almost nothing, so the run measures the pipeline's own ceiling, what a worker "
                                              "whose accelerator scores for free would reach")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    partitions: int = Field(4, ge=1)
+    partitions: int = Field(4, ge=1, description="partitions of the fresh topics; a soak on the built-in Tansu broker needs about one per "
+                                                 "20,000 records it sends (e.g. 64 for an hour at a few hundred images/s; docs/speed.md)")
     decode_threads: int = Field(2, ge=1)
     decode_processes: int = Field(0, ge=0, description="the worker's --decode-processes (0: decode in threads)")
     torch_threads: int | None = Field(None, ge=1, description="the worker's CPU scoring threads")
@@ -76,7 +77,8 @@ class BenchStreamSettings(ConnectedSettings):
                                                       "--pairs entry, held at --soak-load of its measured rate for this many minutes (whole windows; "
                                                       "--live-seconds unused); a JSON row per window, a summary, exit 1 when a criterion "
                                                       "failed (docs/speed.md)")
-    soak_window_s: float = Field(60.0, ge=1, description="with --soak-minutes: seconds per window row")
+    soak_window_s: float = Field(60.0, ge=1, allow_inf_nan=False, description="with --soak-minutes: seconds per window row (at most the "
+                                                                           "soak's length)")
     soak_load: float = Field(0.5, gt=0, le=1, allow_inf_nan=False,
                              description="with --soak-minutes: the share of the worker's measured drain rate to publish at; lower it when the "
                                          "broker and the producer share the worker's cores (the drain is timed without them)")
@@ -85,6 +87,14 @@ class BenchStreamSettings(ConnectedSettings):
     @classmethod
     def _shape_ok(cls, v: str) -> str:
         return check_shape(v)
+
+    @model_validator(mode="after")
+    def _window_within_soak(self) -> BenchStreamSettings:
+        # a window longer than the soak would stretch it (whole windows are run): 1 minute into 31 years
+        if self.soak_minutes > 0 and self.soak_window_s > 60 * self.soak_minutes:
+            msg = f"--soak-window-s ({self.soak_window_s:g}) must be at most the soak's length ({60 * self.soak_minutes:g} s)"
+            raise ValueError(msg)
+        return self
 
 
 def _images(n: int, size: int, ch: int, data_dir: Path) -> list[bytes]:
