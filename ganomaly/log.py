@@ -1,4 +1,4 @@
-"""structlog configuration: JSON lines to stdout (pods), readable console on a TTY."""
+"""structlog configuration: JSON lines to stderr (pods collect both streams), readable console on a TTY."""
 
 from __future__ import annotations
 
