@@ -64,7 +64,7 @@ class Pipeline:
                          for _ in range(max(s.decode_threads, s.decode_processes))]
         self.scorer = ScoreStage(self.ready_q, self.out_q, models=models, shadow=shadow, decoder=decoder, device=device,
                                  max_batch_size=s.max_batch_size, max_wait_s=s.max_wait_ms / 1000.0, worker_id=s.worker_id,
-                                 metrics=self.metrics, health=self.health, life=self.life)
+                                 metrics=self.metrics, health=self.health, life=self.life, heap_trim_interval_s=s.heap_trim_interval_s)
         self.model_watch = ModelWatch(pointer, ModelStore(s.model_store) if s.model_store is not None else None, models=models,
                                       device=device, amp=s.amp, threshold_override=s.threshold_override, poll_s=s.model_poll_s,
                                       metrics=self.metrics, health=self.health, stop=stop,

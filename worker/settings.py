@@ -73,6 +73,9 @@ class WorkerSettings(ConnectedSettings):
                                                        "one Python process; a decoder crash then costs one dead letter, not the worker)")
     decode_chunk: int = Field(32, ge=1, description="most records a decode thread (or process) takes at once (what is queued, never waited for)")
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads for CPU scoring (default: torch's choice, one per core)")
+    heap_trim_interval_s: float = Field(1.0, ge=0, allow_inf_nan=False,
+                                        description="return freed C-heap pages to the system at most this often (batches of every size "
+                                                    "otherwise keep growing resident memory); 0 never")
     max_in_flight: int = Field(2048, ge=1, description="pause partitions above this many unacknowledged records")
     resume_in_flight: int = Field(512, ge=0, description="resume paused partitions at or below this")
 

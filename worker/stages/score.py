@@ -19,6 +19,7 @@ from ganomaly.connections.kafka import headers_dict
 from ganomaly.contracts.results import Coordinates, ScoredInput, ScoredResult, build_results
 from ganomaly.data.images import pixels_to_input
 from worker.batcher import ChunkBatcher
+from worker.heap import HeapTrimmer
 from worker.isolation import score_isolating_failures
 from worker.metrics import Health, WorkerMetrics
 from worker.model_holder import ModelHolder, ServingModel
@@ -37,7 +38,7 @@ def _score_fn(model: ServingModel) -> Callable[[torch.Tensor], np.ndarray]:
 class ScoreStage:
     def __init__(self, ready_q: queue.Queue[list[Decoded]], out_q: queue.Queue[OutputBatch | DeadLetter], *, models: ModelHolder,
                  shadow: ServingModel | None, decoder: Decoder, device: torch.device, max_batch_size: int, max_wait_s: float,
-                 worker_id: str, metrics: WorkerMetrics, health: Health, life: Lifecycle) -> None:
+                 worker_id: str, metrics: WorkerMetrics, health: Health, life: Lifecycle, heap_trim_interval_s: float = 0.0) -> None:
         self.ready_q, self.out_q = ready_q, out_q
         self.models = models
         self.shadow = shadow
@@ -49,17 +50,18 @@ class ScoreStage:
         self.health = health
         self.life = life
         self._staging: torch.Tensor | None = None  # reusable pinned host buffer (CUDA): no per-batch pinning
+        self.heap = HeapTrimmer(heap_trim_interval_s)  # batch-sized buffers would otherwise stay resident (worker/heap.py)
 
     def run(self) -> None:
         batches = ChunkBatcher(self.ready_q, self.max_batch_size, self.max_wait_s)
         while True:
             items = batches.next()
             self.health.beat("score")
-            if not items:
-                if self.life.finished():
-                    return
-                continue
-            self.score_batch(items)
+            if items:
+                self.score_batch(items)
+            elif self.life.finished():
+                return
+            self.heap.maybe_trim()
 
     def _put_out(self, item: OutputBatch | DeadLetter) -> None:
         put_until_aborted(self.out_q, item, self.life.abort, lambda: self.health.beat("score"))
