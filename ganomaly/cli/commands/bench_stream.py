@@ -89,8 +89,7 @@ class BenchStreamSettings(ConnectedSettings):
         return check_shape(v)
 
     @model_validator(mode="after")
-    def _window_within_soak(self) -> BenchStreamSettings:
-        # a window longer than the soak would stretch it (whole windows are run): 1 minute into 31 years
+    def _window_within_soak(self) -> BenchStreamSettings:  # whole windows are run: a longer one would stretch the soak
         if self.soak_minutes > 0 and self.soak_window_s > 60 * self.soak_minutes:
             msg = f"--soak-window-s ({self.soak_window_s:g}) must be at most the soak's length ({60 * self.soak_minutes:g} s)"
             raise ValueError(msg)
