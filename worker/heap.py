@@ -6,8 +6,9 @@ later buffers of other sizes are carved from the heap and, once freed, stay resi
 32x32 GANomaly, random batch sizes grew a scoring process from 1.0 to 1.7 GB in two passes and
 kept growing (an hour soak's worker reached 2.15 GB), with nothing live. ``malloc_trim(0)``
 returns those pages. After every batch it cost 7-10 % of the compute at batch 256 (pages freed and
-faulted back in), so the score stage calls it at most once per interval. Pinning the mmap threshold instead (``M_MMAP_THRESHOLD``) kept memory flat too
-but made every batch map fresh pages: 30 % slower. A no-op where there is no glibc.
+faulted back in), so the score stage calls it at most once per interval. Pinning the mmap
+threshold instead (``M_MMAP_THRESHOLD``) kept memory flat too but made every batch map fresh
+pages: 30 % slower. A no-op where there is no glibc.
 """
 
 from __future__ import annotations

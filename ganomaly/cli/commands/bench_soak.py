@@ -191,12 +191,13 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
                      "windows": windows, "worker_pid": worker.pid, "producer_pid": producer.pid,
                      "broker_pid": broker.pid if broker else None, "input_topic": topics["in"], "group": group,
                      "worker_log": str(wlog)}
-        per_partition = round((rate * seconds + len(payloads)) / s.partitions)
+        records = rate * seconds + len(payloads)
+        per_partition = round(records / s.partitions)
         start_row["records_per_partition_est"] = per_partition
         if broker is not None and per_partition > TANSU_BATCHES_PER_PARTITION:
             start_row["warning"] = (f"Tansu's in-memory store stops answering fetches past about 30,000 record batches in a partition "
                                     f"(docs/speed.md); this run sends about {per_partition} records, most in batches of one, to each of "
-                                    f"{s.partitions} partitions: give --partitions {math.ceil((rate * seconds + len(payloads)) / TANSU_BATCHES_PER_PARTITION)} "
+                                    f"{s.partitions} partitions: give --partitions {math.ceil(records / TANSU_BATCHES_PER_PARTITION)} "
                                     f"or more, or --bootstrap-servers for a broker that holds the volume")
             print(f"soak: warning: {start_row['warning']}", file=sys.stderr, flush=True)
         print(json.dumps(start_row), flush=True)
