@@ -32,20 +32,14 @@ N = 300
 BAD = [b"", b"not an image", b"\x89PNG\r\n\x1a\n truncated"]
 
 
-class PlotSpy:
-    """Records what the replay asks each plot to draw, then draws it for real."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: dict[str, list[tuple[Any, ...]]] = {"roc": [], "pr": [], "hist": []}
-        for name, fn in (("roc", plots.plot_roc), ("pr", plots.plot_pr), ("hist", plots.plot_histogram)):
-            monkeypatch.setattr(plots, fn.__name__, self._wrap(name, fn))
-
-    def _wrap(self, name: str, fn: Any) -> Any:
-        def spy(*a: Any, **kw: Any) -> None:
-            self.calls[name].append(a)
-            fn(*a, **kw)
-
-        return spy
+def _plot(report: dict[str, Any], suffix: str) -> dict[str, Any] | None:
+    """What the report's plot ending in ``suffix`` draws, read back from the PNG; None when the report has no such plot."""
+    found = [p for p in report["plots"] if p.endswith(suffix)]
+    assert len(found) <= 1, found
+    if not found:
+        return None
+    assert Path(found[0]).stat().st_size > 1000
+    return plots.drawn(found[0])
 
 
 def _publish_unlabelled(bootstrap: str, topic: str) -> None:
@@ -70,10 +64,9 @@ def _printed(out: str) -> dict[str, Any]:
 
 
 def test_unlabelled_rescore_with_challenger_then_audit(broker: str, tiny_model: Path, trouser_model: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     topics = Topics(broker, partitions=3)
     _publish_unlabelled(broker, topics.input)
-    spy = PlotSpy(monkeypatch)
     champion, challenger = load_artifact(tiny_model), load_artifact(trouser_model)
     base = ["replay", "--bootstrap-servers", broker, "--topic", topics.input, "--device", "cpu"]
     rc = cli([*base, "--mode", "rescore", "--model", str(tiny_model), "--challenger", str(trouser_model), "--report", str(tmp_path / "r.json"),
@@ -103,9 +96,13 @@ def test_unlabelled_rescore_with_challenger_then_audit(broker: str, tiny_model: 
     assert report["agreement"]["champion"] == champion.version
     assert sum(printed["unreadable"].values()) == len(BAD)  # the rescore's dead letters, printed
     # One histogram per model, all records (no labels), with that model's threshold; no ROC/PR without labels.
-    assert [(c[0], c[2]) for c in spy.calls["hist"]] == [(None, {champion.threshold: N}), (None, {challenger.threshold: N})]
-    assert not spy.calls["roc"] and not spy.calls["pr"]
-    assert all(Path(p).stat().st_size > 1000 for p in report["plots"])
+    for art in (champion, challenger):
+        hist = _plot(report, f"-hist-{art.version}.png")
+        assert hist is not None and hist["title"] == f"{art.version} on {topics.input}"
+        assert sorted(hist["legend"]) == sorted([f"all {N} records", f"threshold {art.threshold:.4g}"])
+        assert hist["vertical_lines"] == [art.threshold]
+    assert _plot(report, "-roc.png") is None and _plot(report, "-pr.png") is None
+    assert len(report["plots"]) == 2
 
     # Audit the rescored results as if workers had written them: unlabelled, one model version.
     rc = cli([*base, "--mode", "audit", "--results-topic", topics.results, "--dlq-topic", topics.dlq, "--report", str(tmp_path / "a.json")])
@@ -115,11 +112,13 @@ def test_unlabelled_rescore_with_challenger_then_audit(broker: str, tiny_model: 
     assert (m["scored"], m["flagged"], m["threshold"]) == (N, int(flags[champion.version].sum()), champion.threshold)
     assert "auroc" not in m
     assert printed["records_per_s"] > 0 and printed["missing_results"] == len(BAD) and printed["dead_lettered"] == {}
-    assert spy.calls["hist"][-1][2] == {champion.threshold: N}
+    audit = json.loads((tmp_path / "a.json").read_text())
+    assert audit["models"][champion.version]["thresholds"] == [{"threshold": champion.threshold, "records": N}]
+    assert _plot(audit, f"-hist-{champion.version}.png")["vertical_lines"] == [champion.threshold]  # type: ignore[index]
 
 
 def test_labelled_audit_of_a_real_worker(broker: str, redis_url: str, prefix: str, tiny_model: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     topics = Topics(broker, partitions=3)
     produce_fmnist(broker, topics.input, N, data_dir=FMNIST)
     with ImagePublisher(broker, topics.input) as pub:
@@ -129,7 +128,6 @@ def test_labelled_audit_of_a_real_worker(broker: str, redis_url: str, prefix: st
         read_topic(broker, topics.results, want=N, timeout_s=120)
         read_topic(broker, topics.dlq, want=len(BAD), timeout_s=30)
         assert w.terminate() == 0
-    spy = PlotSpy(monkeypatch)
     art = load_artifact(tiny_model)
     rc = cli(["replay", "--bootstrap-servers", broker, "--topic", topics.input, "--mode", "audit", "--results-topic", topics.results,
               "--dlq-topic", topics.dlq, "--report", str(tmp_path / "a.json")])
@@ -138,14 +136,15 @@ def test_labelled_audit_of_a_real_worker(broker: str, redis_url: str, prefix: st
     # Defect 8 first: audit's records/s, the threshold the workers decided with on the histogram (not nan), AUPRC in the PR legend.
     assert printed["records_per_s"] is not None and printed["records_per_s"] > 0
     assert report["timing"]["records_per_s"] > 0
-    (labels, _, thresholds, *_), = spy.calls["hist"]
-    assert isinstance(thresholds, dict), thresholds
-    assert labels is not None and list(thresholds.values()) == [N] and not any(math.isnan(t) for t in thresholds)
-    assert list(thresholds) == [pytest.approx(art.threshold)]
-    (_, pr_curves, *_), = spy.calls["pr"]
-    (_, roc_curves, *_), = spy.calls["roc"]
-    assert [k.split()[1:] for k in pr_curves] == [["AUPRC", f"{report['models'][art.version]['auprc']:.3f}"]]
-    assert [k.split()[1:] for k in roc_curves] == [["AUROC", f"{report['models'][art.version]['auroc']:.3f}"]]
+    hist = _plot(report, f"-hist-{art.version}.png")
+    assert hist is not None and len(report["plots"]) == 3
+    (line,) = hist["vertical_lines"]
+    assert not math.isnan(line) and line == pytest.approx(art.threshold)
+    assert sorted(hist["legend"]) == ["anomaly", "normal", f"threshold {art.threshold:.4g}"]  # labelled: two classes, no "nan"
+    assert report["models"][art.version]["thresholds"] == [{"threshold": pytest.approx(art.threshold), "records": N}]
+    m = report["models"][art.version]
+    assert _plot(report, "-pr.png")["legend"] == [f"{art.version} AUPRC {m['auprc']:.3f}"]  # type: ignore[index]
+    assert _plot(report, "-roc.png")["legend"] == [f"{art.version} AUROC {m['auroc']:.3f}"]  # type: ignore[index]
     # Defect 7: dead letters by reason and the per-model summary in the printed summary.
     assert rc == 0 and report["complete"] is True
     assert printed["records"] == N and printed["missing_results"] == 0

@@ -1,4 +1,4 @@
-"""Replay report pieces without a broker: the score histogram's threshold lines, summaries without labels."""
+"""Replay report pieces without a broker: what the plots draw, read back from the written PNGs; summaries without labels."""
 
 from __future__ import annotations
 
@@ -13,26 +13,34 @@ from replay.report import agreement, model_summary
 from replay.rescore import Row
 
 
-def _drawn(monkeypatch: pytest.MonkeyPatch, *args: Any) -> tuple[list[str], list[float]]:
-    """Draw a histogram for real and return its legend texts and vertical lines' x positions."""
-    figs = []
-    monkeypatch.setattr(plots.plt, "close", figs.append)
-    plots.plot_histogram(*args)
-    ax = figs[0].axes[0]
-    xs = [ln.get_xdata()[0] for ln in ax.get_lines() if len(ln.get_xdata()) == 2 and ln.get_xdata()[0] == ln.get_xdata()[1]]
-    return [t.get_text() for t in ax.get_legend().get_texts()], xs
+def _drawn(tmp_path: Path, *args: Any) -> tuple[list[str], list[float]]:
+    """Draw a histogram for real and return, from the written PNG, its legend texts and vertical lines' x positions."""
+    path = tmp_path / "h.png"
+    plots.plot_histogram(args[0], args[1], args[2], path, "t")
+    shown = plots.drawn(path)
+    assert shown["title"] == "t" and path.stat().st_size > 1000
+    return shown["legend"], shown["vertical_lines"]
 
 
-def test_histogram_draws_each_threshold_a_version_decided_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_histogram_draws_each_threshold_a_version_decided_with(tmp_path: Path) -> None:
     scores = np.random.default_rng(0).random(500)
-    labels, lines = _drawn(monkeypatch, None, scores, {0.7: 400, 0.8: 100}, tmp_path / "h.png", "t")
+    labels, lines = _drawn(tmp_path, None, scores, {0.7: 400, 0.8: 100})
     assert sorted(labels) == ["all 500 records", "threshold 0.7 (400 records)", "threshold 0.8 (100 records)"]
     assert lines == [0.7, 0.8]
-    labels, lines = _drawn(monkeypatch, (scores > 0.5).astype(int), scores, 0.5, tmp_path / "h.png", "t")
+    labels, lines = _drawn(tmp_path, (scores > 0.5).astype(int), scores, 0.5)
     assert sorted(labels) == ["anomaly", "normal", "threshold 0.5"] and lines == [0.5]
-    labels, lines = _drawn(monkeypatch, None, scores, None, tmp_path / "h.png", "t")
+    labels, lines = _drawn(tmp_path, None, scores, None)
     assert "no threshold recorded" in labels and lines == []
     assert not any("nan" in t for t in labels)
+
+
+def test_curves_say_what_they_draw(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    y, s = (rng.random(200) > 0.7).astype(int), rng.random(200)
+    plots.plot_roc(y, {"A AUROC 0.500": s, "B AUROC 0.600": (y, s * 2)}, tmp_path / "roc.png", "roc of t")
+    plots.plot_pr(y, {"A AUPRC 0.300": s}, tmp_path / "pr.png")
+    assert plots.drawn(tmp_path / "roc.png") == {"title": "roc of t", "legend": ["A AUROC 0.500", "B AUROC 0.600"], "vertical_lines": []}
+    assert plots.drawn(tmp_path / "pr.png")["legend"] == ["A AUPRC 0.300"]
 
 
 def _rows(a: list[float], b: list[float], thr: float = 0.5) -> list[Row]:
