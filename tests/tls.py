@@ -7,15 +7,14 @@ decrypted bytes to Tansu's listener, so that clients talk TLS end to end as to a
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import trustme
+
+from tests.proxy import TcpProxy
 
 
 @dataclass(frozen=True)
@@ -38,67 +37,20 @@ def make_tls_files(root: Path) -> TlsFiles:
     return files
 
 
-class TlsProxy:
+class TlsProxy(TcpProxy):
     """Accepts TLS on ``listen_port`` and forwards each connection, decrypted, to ``target_port`` (both on 127.0.0.1)."""
 
     def __init__(self, files: TlsFiles, listen_port: int, target_port: int) -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(files.cert), str(files.key))
-        self.target = ("127.0.0.1", target_port)
-        self.sock = socket.create_server(("127.0.0.1", listen_port))
-        self.sock.settimeout(0.2)
         self.handshakes_failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True, name="tls-proxy")
-        self._thread.start()
+        super().__init__(listen_port, target_port)
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def accepted(self, conn: socket.socket) -> socket.socket | None:
         conn.settimeout(10)
         try:
-            tls = self.ctx.wrap_socket(conn, server_side=True)
+            return self.ctx.wrap_socket(conn, server_side=True)
         except (ssl.SSLError, OSError):
             self.handshakes_failed += 1  # a client that does not trust the certificate hangs up here
             conn.close()
-            return
-        tls.settimeout(None)
-        try:
-            upstream = socket.create_connection(self.target, timeout=5)
-        except OSError:
-            tls.close()
-            return
-        upstream.settimeout(None)
-        threading.Thread(target=self._pump, args=(upstream, tls), daemon=True).start()
-        self._pump(tls, upstream)
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(2)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            return None

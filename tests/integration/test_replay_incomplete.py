@@ -1,7 +1,8 @@
 """A replay that cannot read its whole stretch says so and fails (issue 19, defect 1), instead of reporting a part as the whole.
 
-The broker goes away while the replay is still reading: a partition holding more than one fetch
-(16 MiB) of records cannot be read to its end, and ``ganomaly replay`` exits 1 with
+The broker goes away while the replay is still reading: a proxy between the replay and the broker
+(tests/proxy.py) lets the first fetch of partition 0 through, then kills the broker and cuts the
+line. The rest of the partition cannot be read, and ``ganomaly replay`` exits 1 with
 ``incomplete:`` lines naming it, and a report whose ``stretch`` says what was read.
 """
 
@@ -10,43 +11,41 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ganomaly.cli.main import main as cli
 from ganomaly.connections.kafka import ensure_topics, make_producer
-from ganomaly.devstack import start_broker, stop
-from replay import rescore as rescore_mod
+from ganomaly.devstack import free_port, start_broker, stop
+from tests.proxy import KafkaResponseCut
 
 pytestmark = pytest.mark.integration
 
 RECORD = 1024 * 1024
-IN_P0 = 20  # 20 MiB in partition 0: more than one 16 MiB partition fetch
+IN_P0 = 20  # 20 MiB in partition 0: more than one fetch (Tansu answers with about 5 MiB)
 
 
-def test_broker_gone_mid_read_exits_1_with_incomplete_lines(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    proc, bootstrap = start_broker(log_path=tmp_path / "tansu.log")
+def test_broker_gone_mid_read_exits_1_with_incomplete_lines(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inner, outer = free_port(), free_port()
+    proc, bootstrap = start_broker(inner, advertised_port=outer, log_path=tmp_path / "tansu.log")
+    # Every connection goes through the proxy. The first response carrying 4 MiB or more is partition 0's first
+    # fetch (the reader's probe for each partition's end fetches one 1 MiB record): the broker is killed and the
+    # line cut right after it, so the replay holds part of partition 0 and can never fetch the rest.
     try:
-        common = {"bootstrap_servers": [bootstrap]}
-        ensure_topics(common, ["big"], 2)
-        prod = make_producer(common)
-        for i in range(IN_P0):
-            prod.send("big", os.urandom(RECORD), partition=0, key=f"p0-{i}".encode())
-        for i in range(5):
-            prod.send("big", os.urandom(1000), partition=1, key=f"p1-{i}".encode())
-        prod.flush()
-        prod.close()
-
-        real_decode = rescore_mod.decode_image
-        def decode_then_lose_broker(*a: Any, **kw: Any) -> Any:
-            stop(proc)  # the first record is being decoded: the broker goes away
-            return real_decode(*a, **kw)
-
-        monkeypatch.setattr(rescore_mod, "decode_image", decode_then_lose_broker)
-        rc = cli(["replay", "--bootstrap-servers", bootstrap, "--topic", "big", "--model", str(tiny_model), "--device", "cpu",
-                  "--idle-ms", "2000", "--report", str(tmp_path / "r.json")])
+        with KafkaResponseCut(outer, inner, min_bytes=4 * RECORD, on_cut=proc.kill) as line:
+            common = {"bootstrap_servers": [bootstrap]}
+            ensure_topics(common, ["big"], 2)
+            prod = make_producer(common)
+            for i in range(IN_P0):
+                # one record per batch: the end probe then fetches a single 1 MiB record, under the cut's 4 MiB
+                prod.send("big", os.urandom(RECORD), partition=0, key=f"p0-{i}".encode()).get(timeout=30)
+            for i in range(5):
+                prod.send("big", os.urandom(1000), partition=1, key=f"p1-{i}".encode())
+            prod.flush()
+            prod.close()
+            rc = cli(["replay", "--bootstrap-servers", bootstrap, "--topic", "big", "--model", str(tiny_model), "--device", "cpu",
+                      "--idle-ms", "2000", "--report", str(tmp_path / "r.json")])
+            assert line.cut_after is not None and proc.wait(10) is not None  # the broker really went away mid-read
     finally:
         stop(proc)
     captured = capsys.readouterr()

@@ -24,7 +24,7 @@ import pytest
 
 from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.connections.redis import RedisSettings, make_redis
-from ganomaly.devstack import free_port, port_open, stop, tansu_binary
+from ganomaly.devstack import free_port, port_open, start_broker, stop
 from tests.conftest import FMNIST
 from tests.integration.helpers import ROOT, Topics, WorkerProc, produce_fmnist, read_topic, results_by_id
 from tests.tls import TlsFiles, TlsProxy, make_tls_files
@@ -51,15 +51,10 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 @pytest.fixture(scope="module")
 def tls_broker(tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     inner, outer = free_port(), free_port()
-    log = tmp_path_factory.mktemp("tansu-tls") / "tansu.log"
-    proc = subprocess.Popen([tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{inner}",
-                             "--advertised-listener-url", f"tcp://127.0.0.1:{outer}"],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "RUST_LOG": "warn"})
+    proc, advertised = start_broker(inner, advertised_port=outer, log_path=tmp_path_factory.mktemp("tansu-tls") / "tansu.log")
     try:
-        _wait_port(proc, inner, "tansu")
         with TlsProxy(tls, outer, inner):
-            yield f"127.0.0.1:{outer}"
+            yield advertised
     finally:
         stop(proc)
 
