@@ -27,6 +27,7 @@ from worker.metrics import serve_http
 from worker.model_holder import ModelHolder, ServingModel
 from worker.pipeline import Pipeline
 from worker.settings import WorkerSettings
+from worker.sinks.outputs import Acked
 from worker.stages.model_watch import load_serving
 
 log = structlog.get_logger("worker")
@@ -58,7 +59,7 @@ class Worker:
                                  stop=self.startup.stop)
         self.pipeline.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
         self._http: Any = None
-        self.on_acked: Callable[[list[float]], None] | None = None  # optional: end-to-end seconds per output batch (benchmarks)
+        self.on_acked: Callable[[Acked], None] | None = None  # optional: each written batch's latencies (benchmarks)
 
     def _initial_model(self, pointer: RedisPointer | None) -> ServingModel:
         """The registry's current version when there is one, else ``--model``."""

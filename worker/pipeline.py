@@ -29,7 +29,7 @@ from worker.model_holder import ModelHolder, ServingModel
 from worker.offsets import OffsetTracker
 from worker.settings import WorkerSettings
 from worker.sinks.kafka_sink import KafkaSink
-from worker.sinks.outputs import DeadLetter, OutputBatch
+from worker.sinks.outputs import Acked, DeadLetter, OutputBatch
 from worker.sinks.redis_sink import RedisSink
 from worker.stages.decode import Decoder, DecodeStage
 from worker.stages.flow import Decoded, Lifecycle
@@ -79,7 +79,7 @@ class Pipeline:
     def partitions(self) -> int:
         return len(self.poll.assignment) if self.poll is not None else 0
 
-    def start(self, clients: Clients, on_acked: Callable[[list[float]], None] | None = None) -> None:
+    def start(self, clients: Clients, on_acked: Callable[[Acked], None] | None = None) -> None:
         """Make the stages that need the clients, subscribe, and start every stage but polling."""
         s = self.s
         self._clients = clients

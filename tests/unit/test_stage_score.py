@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,10 @@ def test_a_batch_becomes_results_of_the_model_in_service(serving: ServingModel) 
         assert tp is not None and (tp.trace_id == TRACE) == bool(h)  # the input's trace continues
     assert {r.is_anomaly for r in out.results} == {True, False}
     assert out.keys == [(r.image_id or r.source or r.id).encode() for r in out.results]
+    # Where each result's latency went, parallel to the results: its poll time, then its one batch's scoring.
+    assert [polled for polled, _, _ in out.stages] == [d.polled_at for d in items]
+    ((start, end),) = {(start, end) for _, start, end in out.stages}
+    assert 0 < start <= end <= time.monotonic()
     assert rig.metrics.registry.get_sample_value("ganomaly_batch_size_count") == 1
     assert rig.metrics.registry.get_sample_value("ganomaly_queue_wait_seconds_count") == 6
 
@@ -122,6 +127,7 @@ def test_images_a_broken_model_cannot_score_become_dead_letters_and_a_broken_sha
     out = rig.out_q.get_nowait()
     assert not out.results and [(d.offset, d.reason, d.model_version) for d in out.dead] == [(i, "non_finite_score", broken.version)
                                                                                            for i in range(3)]
+    assert not out.stages
     assert rig.metrics.registry.get_sample_value("ganomaly_batch_size_count") == 0
 
     rig = Rig(serving, shadow=broken)

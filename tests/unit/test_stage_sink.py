@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from worker.metrics import Health, WorkerMetrics
 from worker.model_holder import ModelHolder, ServingModel
 from worker.offsets import OffsetTracker
 from worker.sinks.kafka_sink import KafkaSink
-from worker.sinks.outputs import DeadLetter, OutputBatch
+from worker.sinks.outputs import Acked, DeadLetter, OutputBatch
 from worker.sinks.redis_sink import RedisSink
 from worker.stages.flow import Lifecycle, dead_letter
 from worker.stages.sink import SinkStage, retry_noter
@@ -66,7 +67,7 @@ class Rig:
         self.life = Lifecycle(threading.Event(), self.tracker)
         self.redis = redis.Redis.from_url(redis_url)
         self.prefix = prefix
-        self.acked: list[list[float]] = []
+        self.acked: list[Acked] = []
         kafka = KafkaSink(producer, results_topic="res", alerts_topic="alr", dlq_topic="dlq", shadow_topic="shadow",  # type: ignore[arg-type]
                           worker_id="w-1", abort=self.life.abort, backoff_max_s=0.05, timeout_s=1.0,
                           on_retry=retry_noter(self.metrics, self.health, "kafka"))
@@ -99,7 +100,8 @@ def test_records_are_done_only_once_kafka_and_redis_have_their_outputs(serving: 
     for o in range(3):
         rig.tracker.add(TP0, o)
     results = [_result(serving, 0, serving.threshold + 1.0), _result(serving, 1, serving.threshold / 2)]
-    rig.out_q.put(OutputBatch(results=results, keys=[b"img-0", b"img-1"]))
+    scored = time.monotonic()
+    rig.out_q.put(OutputBatch(results=results, keys=[b"img-0", b"img-1"], stages=[(scored - 0.2, scored - 0.1, scored)] * 2))
     rig.out_q.put(_dead(2))
     t = in_thread(rig.stage.run)
     wait_until(lambda: rig.tracker.in_flight() == 0)
@@ -117,7 +119,8 @@ def test_records_are_done_only_once_kafka_and_redis_have_their_outputs(serving: 
     assert rig.sample("ganomaly_images_scored_total", model_version=serving.version) == 2
     assert rig.sample("ganomaly_anomalies_total", model_version=serving.version) == 1
     assert rig.sample("ganomaly_dead_letters_total", reason="undecodable") == 1
-    assert sum(len(x) for x in rig.acked) == 2
+    (acked,) = rig.acked  # one write: the results and the dead letter queued together
+    assert len(acked.e2e_s) == 2 and acked.stages == [(scored - 0.2, scored - 0.1, scored)] * 2 and acked.done >= scored
 
 
 def test_an_outage_is_waited_out_and_counted_and_nothing_is_done_meanwhile(serving: ServingModel, redis_url: str, prefix: str) -> None:

@@ -22,6 +22,10 @@ class DeadLetter:
     attempts: int = 1
 
 
+# When one result's record was polled and its batch started and finished scoring (time.monotonic).
+Stages = tuple[float, float, float]
+
+
 @dataclass
 class OutputBatch:
     results: list[ResultLike] = field(default_factory=list)
@@ -30,6 +34,19 @@ class OutputBatch:
     keys: list[bytes] = field(default_factory=list)
     # Shadow (challenger) results for the same inputs: shadow topic only, never alerts or Redis.
     shadow: list[ResultLike] = field(default_factory=list)
+    # Per result, parallel to ``results`` where the score stage filled it in: where its latency went.
+    stages: list[Stages] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.results) + len(self.dead)
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """One written output batch as a benchmark sees it: each result's end-to-end seconds (record
+    timestamp to outputs acknowledged), its ``stages`` (parallel, when known) and ``done``, when the
+    outputs were acknowledged (time.monotonic)."""
+
+    e2e_s: list[float]
+    stages: list[Stages]
+    done: float

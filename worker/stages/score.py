@@ -88,6 +88,7 @@ class ScoreStage:
             pixels, items, scores = pixels[keep], [items[i] for i in keep], scores[keep]
         out = self.results(items, scores, model)
         out.dead = dead
+        out.stages = [(d.polled_at, t0, t0 + compute_s) for d in items]
         if self.shadow is not None and items:
             out.shadow = self._shadow_results(items, pixels)
         if not items:

@@ -20,7 +20,7 @@ from worker.metrics import Health, WorkerMetrics
 from worker.model_holder import ModelHolder, ServingModel
 from worker.retry import Aborted
 from worker.sinks.kafka_sink import KafkaSink
-from worker.sinks.outputs import DeadLetter, OutputBatch
+from worker.sinks.outputs import Acked, DeadLetter, OutputBatch
 from worker.sinks.redis_sink import RedisSink, now_ms
 from worker.stages.flow import Lifecycle, drain_nowait
 
@@ -41,7 +41,7 @@ def retry_noter(metrics: WorkerMetrics, health: Health, sink: str) -> Callable[[
 class SinkStage:
     def __init__(self, out_q: queue.Queue[OutputBatch | DeadLetter], *, kafka_sink: KafkaSink, redis_sink: RedisSink, models: ModelHolder,
                  assignment: Callable[[], Iterable[TopicPartition]], worker_id: str, metrics: WorkerMetrics, health: Health, life: Lifecycle,
-                 on_acked: Callable[[list[float]], None] | None = None) -> None:
+                 on_acked: Callable[[Acked], None] | None = None) -> None:
         self.out_q = out_q
         self.kafka_sink, self.redis_sink = kafka_sink, redis_sink
         self.models = models
@@ -50,7 +50,7 @@ class SinkStage:
         self.metrics = metrics
         self.health = health
         self.life = life
-        self.on_acked = on_acked  # optional: end-to-end seconds of each written batch's results (benchmarks)
+        self.on_acked = on_acked  # optional: each written batch's latencies (benchmarks)
         self.scored_total = 0
         self._status_at = 0.0  # monotonic time of the last status write
         self.dead_total = 0
@@ -82,7 +82,7 @@ class SinkStage:
         done_ms = now_ms()
         e2e = [max(0.0, (done_ms - r.record_timestamp_ms) / 1000) for r in batch.results]
         if self.on_acked is not None:
-            self.on_acked([(done_ms - r.record_timestamp_ms) / 1000 for r in batch.results])
+            self.on_acked(Acked([(done_ms - r.record_timestamp_ms) / 1000 for r in batch.results], batch.stages, time.monotonic()))
         self.life.tracker.done_many([(TopicPartition(r.input.topic, r.input.partition), r.input.offset) for r in batch.results] +
                                     [(TopicPartition(d.topic, d.partition), d.offset) for d in batch.dead])
         self._observe(batch, e2e)
@@ -137,4 +137,5 @@ def _merged(items: list[Any]) -> OutputBatch:
             batch.dead += item.dead  # images the model could not score
             batch.keys += item.keys
             batch.shadow += item.shadow
+            batch.stages += item.stages
     return batch

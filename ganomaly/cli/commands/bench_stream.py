@@ -5,7 +5,8 @@ and time a worker draining it (images/s acknowledged, i.e. results in Kafka and
 Redis), next to the raw batched model throughput of the same process on the same
 images (decode excluded) and decode+score without Kafka; (2) publish a live stream
 at half the measured rate and report p50/p99 latency from record timestamp to
-outputs acknowledged. Starts its own Tansu broker unless --bootstrap-servers is given.
+outputs acknowledged, and where it went (``latency_parts_ms``: arrival, wait, compute, output;
+bench_latency.py). Starts its own Tansu broker unless --bootstrap-servers is given.
 
 With --frames camera the images are 640x480 colour JPEG camera frames (quality 85) into a
 letterbox model of --shape (e.g. 128x3), and each pair runs twice: with the JPEG decoder's
@@ -237,6 +238,7 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
     import torch
 
     from ganomaly.artifact import load_artifact
+    from ganomaly.cli.commands.bench_latency import LatencyLog
     from ganomaly.connections.kafka import ensure_topics
     from ganomaly.data.images import decode_image
     from producers import ImagePublisher
@@ -279,35 +281,27 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
         result_ttl_s=600,
     )
     w = Worker(ws)
-    lat: list[float] = []
-    first: list[float] = []
-
-    def on_acked(xs: list[float], lat: list[float] = lat, first: list[float] = first) -> None:
-        if not first:
-            first.append(time.perf_counter())
-        lat.extend(xs)
-
-    w.on_acked = on_acked
+    w.on_acked = log = LatencyLog()
     th = threading.Thread(target=w.run, daemon=True)
     th.start()
     deadline = time.monotonic() + 600
-    while not first and time.monotonic() < deadline:
+    while log.first_at is None and time.monotonic() < deadline:
         time.sleep(0.001)
     t_start = time.perf_counter()  # first batch acknowledged: group joined, steady state begins
     cpu_start, host0 = _cpu_seconds(), _host_cpu()
-    n0 = len(lat)
-    while len(lat) < s.images and time.monotonic() < deadline:
+    n0 = len(log.e2e)
+    while len(log.e2e) < s.images and time.monotonic() < deadline:
         time.sleep(0.002)
-    e2e = (len(lat) - n0) / (time.perf_counter() - t_start)
+    e2e = (len(log.e2e) - n0) / (time.perf_counter() - t_start)
     # CPU seconds of this process (all its threads) per image drained: steadier than images/s
     # on a machine shared with others, and the cost a deployment pays per image.
-    cpu_ms = 1000 * (_cpu_seconds() - cpu_start) / max(1, len(lat) - n0)
+    cpu_ms = 1000 * (_cpu_seconds() - cpu_start) / max(1, len(log.e2e) - n0)
     drain_steal = _steal_pct(host0, _host_cpu())
     live: list[float] = []
     if s.live_seconds > 0:
         rate = max(10.0, 0.5 * e2e)
         n_live = int(rate * s.live_seconds)
-        lat.clear()
+        log.clear()
         if ch == 1 and s.frames == "fashion-mnist":
             # A separate process, as a camera would be: publishing from this process would steal
             # the worker's GIL and CPU and inflate the latency being measured.
@@ -325,9 +319,9 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
                     if i % 32 == 0:
                         pub.producer.flush()
         deadline = time.monotonic() + 60
-        while len(lat) < n_live and time.monotonic() < deadline:
+        while len(log.e2e) < n_live and time.monotonic() < deadline:
             time.sleep(0.01)
-        live = list(lat)
+        live = list(log.e2e)
     w.request_stop()
     th.join(timeout=60)
     batch_ms = 1000 * mbs_i / raw  # one full batch's compute, from the raw model's throughput
@@ -345,6 +339,7 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
         # what a stream at half load should see at worst: a batch's wait, the batch in progress and its own, plus 50 ms
         "batch_compute_ms": round(batch_ms, 1), "latency_target_ms": round(target_ms, 1),
         "latency_p99_within_target": (_pct(live, 99) or 0.0) <= target_ms if live else None,
+        "latency_parts_ms": log.summary_ms() if live else None,  # arrival / wait / compute / output (bench_latency.py)
         "decode_ms_per_image": round(decode_ms, 3), "host_steal_pct_raw": raw_steal, "host_steal_pct_drain": drain_steal,
     }
     return row

@@ -1,0 +1,52 @@
+"""Where a benchmark's latency went: the in-process worker's acknowledged batches, split by stage.
+
+Each result's end-to-end time (record timestamp to outputs acknowledged) splits into four parts:
+arrival (record timestamp to polled by the worker: the producer's send, the broker, the fetch and
+the poll stage's backpressure), wait (polled to its batch starting to score: decoding and waiting
+for the batch and the scorer), compute (its batch's scoring) and output (scored to acknowledged:
+the out queue, the Kafka and Redis writes).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from worker.sinks.outputs import Acked
+
+PARTS = ("arrival", "wait", "compute", "output")
+
+
+class LatencyLog:
+    """A worker's ``on_acked`` hook: collects each result's end-to-end seconds and, where the score stage
+    recorded its stages, its four parts (called from the sink thread, read from the benchmark's)."""
+
+    def __init__(self) -> None:
+        self.e2e: list[float] = []
+        self.parts: list[tuple[float, float, float, float]] = []
+        self.first_at: float | None = None  # time.perf_counter() of the first acknowledged batch
+
+    def __call__(self, a: Acked) -> None:
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        self.e2e.extend(a.e2e_s)
+        if len(a.stages) == len(a.e2e_s):
+            self.parts.extend((e - (a.done - polled), start - polled, end - start, a.done - end)
+                              for e, (polled, start, end) in zip(a.e2e_s, a.stages, strict=True))
+
+    def clear(self) -> None:
+        self.e2e, self.parts = [], []
+
+    def summary_ms(self, tail_pct: float = 1.0) -> dict[str, dict[str, float]] | None:
+        """Each part's median over all results, and its mean over the slowest ``tail_pct`` % of them
+        (by end-to-end time): which part the p99 is made of."""
+        if not self.parts:
+            return None
+        x = np.array(self.parts) * 1000
+        total = x.sum(axis=1)
+        slow = x[total >= np.percentile(total, 100 - tail_pct)]
+        return {"median": {k: round(float(v), 1) for k, v in zip(PARTS, np.median(x, axis=0), strict=True)},
+                f"slowest_{tail_pct:g}pct_mean": {k: round(float(v), 1) for k, v in zip(PARTS, slow.mean(axis=0), strict=True)}}
