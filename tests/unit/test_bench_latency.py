@@ -23,5 +23,6 @@ def test_parts_add_up_and_the_tail_is_the_slowest_results() -> None:
     assert out is not None
     assert out["median"] == pytest.approx({"arrival": 10, "wait": 20, "compute": 30, "output": 40})
     assert out["slowest_1pct_mean"] == pytest.approx({"arrival": 1000, "wait": 20, "compute": 30, "output": 40})
+    assert log.batch_sizes == [99, 1] and out["batch_size_median"] == 50
     log.clear()
     assert log.summary_ms() is None and log.e2e == []

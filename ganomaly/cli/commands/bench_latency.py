@@ -10,7 +10,8 @@ the out queue, the Kafka and Redis writes).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +28,7 @@ class LatencyLog:
     def __init__(self) -> None:
         self.e2e: list[float] = []
         self.parts: list[tuple[float, float, float, float]] = []
+        self.batch_sizes: list[int] = []  # results per scored batch (a batch's results share its scoring times)
         self.first_at: float | None = None  # time.perf_counter() of the first acknowledged batch
 
     def __call__(self, a: Acked) -> None:
@@ -36,17 +38,19 @@ class LatencyLog:
         if len(a.stages) == len(a.e2e_s):
             self.parts.extend((e - (a.done - polled), start - polled, end - start, a.done - end)
                               for e, (polled, start, end) in zip(a.e2e_s, a.stages, strict=True))
+            self.batch_sizes.extend(Counter((start, end) for _, start, end in a.stages).values())
 
     def clear(self) -> None:
-        self.e2e, self.parts = [], []
+        self.e2e, self.parts, self.batch_sizes = [], [], []
 
-    def summary_ms(self, tail_pct: float = 1.0) -> dict[str, dict[str, float]] | None:
-        """Each part's median over all results, and its mean over the slowest ``tail_pct`` % of them
-        (by end-to-end time): which part the p99 is made of."""
+    def summary_ms(self, tail_pct: float = 1.0) -> dict[str, Any] | None:
+        """Each part's median over all results, its mean over the slowest ``tail_pct`` % of them (by
+        end-to-end time: which part the p99 is made of), and the median batch size."""
         if not self.parts:
             return None
         x = np.array(self.parts) * 1000
         total = x.sum(axis=1)
         slow = x[total >= np.percentile(total, 100 - tail_pct)]
         return {"median": {k: round(float(v), 1) for k, v in zip(PARTS, np.median(x, axis=0), strict=True)},
-                f"slowest_{tail_pct:g}pct_mean": {k: round(float(v), 1) for k, v in zip(PARTS, slow.mean(axis=0), strict=True)}}
+                f"slowest_{tail_pct:g}pct_mean": {k: round(float(v), 1) for k, v in zip(PARTS, slow.mean(axis=0), strict=True)},
+                "batch_size_median": float(np.median(self.batch_sizes))}
