@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_settings import NoDecode
 
 from ganomaly.errors import UserError
@@ -34,6 +36,45 @@ CommaList = Annotated[list[T], NoDecode, BeforeValidator(_split_commas)]
 
 
 Amp = Literal["bf16", "fp16"]
+
+
+def _creatable(path: Path) -> Path:
+    """The nearest existing ancestor of ``path`` must be a directory this process may write in, so the
+    file (or directory) and any missing parents can be made: checked before a run, not after it."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        msg = f"{path}: {ancestor} is a file, not a directory"
+        raise ValueError(msg)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        msg = f"{path}: cannot write in {ancestor}"
+        raise ValueError(msg)
+    return path
+
+
+def _output_file(path: Path) -> Path:
+    if path.is_dir():
+        msg = f"{path} is a directory: give a file path"
+        raise ValueError(msg)
+    if path.exists() and not os.access(path, os.W_OK):
+        msg = f"{path}: cannot write it"
+        raise ValueError(msg)
+    return _creatable(path)
+
+
+def _output_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        msg = f"{path} is a file: give a directory"
+        raise ValueError(msg)
+    _creatable(path / "x")  # the directory, or the ancestor it will be made in, must take files
+    return path
+
+
+# A path the command will write (a report, a CSV, a PNG) or a directory it will write into;
+# refused up front when that is impossible, so a long run does not fail at its end.
+OutputFile = Annotated[Path, AfterValidator(_output_file)]
+OutputDir = Annotated[Path, AfterValidator(_output_dir)]
 
 
 def check_one_weight_average(ema_decay: float, swa_start: int) -> None:

@@ -24,7 +24,7 @@ from pydantic_settings import SettingsConfigDict
 from ganomaly.connections.compose import ConnectedSettings, shared_env
 from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.errors import UserError
-from ganomaly.settings import Amp, LogLevel
+from ganomaly.settings import Amp, LogLevel, OutputFile
 
 
 def _parse_time(v: Any) -> int | None:
@@ -69,9 +69,9 @@ class ReplaySettings(ConnectedSettings):
     idle_ms: int = Field(30_000, ge=100, description="give up on a partition that returns no records for this long of polling while records "
                          "remain before its end (time spent scoring does not count); the replay is then reported incomplete")
     eval_topic: str | None = Field(None, description="also write the rescored results here (never a production topic)")
-    report: Path | None = Field(None, description="JSON report path (plots are written next to it)")
-    scores: Path | None = Field(None, description="per-record CSV (id,label,score per model)")
-    contact_sheet: Path | None = Field(None, description="rescore mode: a PNG of the --sheet-top records the model scored highest, each "
+    report: OutputFile | None = Field(None, description="JSON report path (plots are written next to it)")
+    scores: OutputFile | None = Field(None, description="per-record CSV (id,label,score per model)")
+    contact_sheet: OutputFile | None = Field(None, description="rescore mode: a PNG of the --sheet-top records the model scored highest, each "
                                                          "beside its anomaly map")
     sheet_top: int = Field(24, ge=1, le=200, description="how many records the contact sheet shows")
     batch_size: int = Field(256, ge=1)
@@ -312,8 +312,14 @@ def _warn_incomplete(out: dict[str, Any], account: Any) -> None:
 
 
 def cli_run(s: ReplaySettings) -> int:
-    """The command line: exit 1 when the stretch could not be read to its end, so scripts cannot take a partial report for a whole one."""
-    return 0 if run(s)["complete"] else 1
+    """The command line: exit 1 when the stretch could not be read to its end, so scripts cannot take a partial report for a whole one,
+    and when an audit found no worker's outcome for any of its records (nothing was audited)."""
+    out = run(s)
+    if out["mode"] == "audit" and out["inputs"] and not out["with_result"] and not sum(out["dead_lettered"].values()):
+        print(f"incomplete: none of the {out['inputs']} records has a result on {s.results_topic} or a dead letter on {s.dlq_topic}: "
+              "are workers consuming this topic and writing there (--results-topic, --dlq-topic)?", file=sys.stderr)
+        return 1
+    return 0 if out["complete"] else 1
 
 
 def _write_csv(path: Path, rows: list[Any], versions: list[str]) -> None:

@@ -10,6 +10,7 @@ import gc
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -78,6 +79,8 @@ class Worker:
                 path = ModelStore(s.model_store).path_of(ptr.version)
         if path is None:
             msg = "the registry has no current model and no --model was given"
+            if s.model_store is not None and not Path(s.model_store).is_dir():
+                msg = f"model store {s.model_store} does not exist (check --model-store, env GANOMALY_MODEL_STORE) and no --model was given"
             raise UserError(msg)
         return load_serving(path, self.device, s.amp, s.threshold_override)
 

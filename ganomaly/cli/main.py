@@ -203,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
         return 2
+    except OSError as e:
+        # A path the user named that the settings could not check ahead (a read-only or special
+        # file system): one line naming it. Errors without a path (network) are not the user's input.
+        if e.filename is None:
+            raise
+        print(f"error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

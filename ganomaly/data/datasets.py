@@ -149,6 +149,9 @@ def load_folder(root: Path, spec: InputSpec, *, label: int = 0, limits: DecodeLi
 def load_labelled_folder(root: Path, spec: InputSpec) -> tuple[LabelledImages, list[str]]:
     """``root/normal/**`` (label 0) and ``root/anomaly/**`` (label 1); other names in NORMAL_DIRS/ANOMALY_DIRS.
     An MVTec AD category (``test/good``, ``test/<defect type>``) is recognised and read as such."""
+    if not root.is_dir():
+        msg = f"{root} does not exist" if not root.exists() else f"{root} is not a directory"
+        raise UserError(msg)
     _refuse_mvtec_tree(root)
     if detect_layout(root) == "mvtec":
         return load_mvtec_test(root, spec)

@@ -110,6 +110,22 @@ CASES: list[Case] = [
      "a threshold must be a finite number >= 0"),
     ("threshold without a version", lambda i, o: ["models", "threshold", "--value", "0.5", "--model-store", str(o / "store")],
      "threshold needs a version"),
+    # Output paths that cannot be written are refused before the run, not after it (replay used to run to the end, then fail).
+    ("report is a directory, replay", lambda i, o: ["replay", "--topic", "images", "--model", str(i.model), "--report", str(i.empty)],
+     "is a directory: give a file path"),
+    ("scores under a file, replay", lambda i, o: ["replay", "--topic", "images", "--model", str(i.model), "--scores", str(i.a_file / "s.csv")],
+     "is a file, not a directory"),
+    ("report under a file, evaluate", lambda i, o: ["evaluate", "--model", str(i.model), "--report", str(i.a_file / "r.json")],
+     "is a file, not a directory"),
+    ("plots is a file, evaluate", lambda i, o: ["evaluate", "--model", str(i.model), "--plots", str(i.a_file)], "is a file: give a directory"),
+    ("out is a file, train", lambda i, o: ["train", "--out", str(i.a_file)], "is a file: give a directory"),
+    ("missing labelled folder, evaluate", lambda i, o: ["evaluate", "--model", str(i.model), "--dataset", "folder", "--folder", str(i.tmp / "nope")],
+     "nope does not exist"),
+    ("missing model store, worker", lambda i, o: ["worker", "--model-store", str(o / "store")],
+     "store does not exist (check --model-store, env GANOMALY_MODEL_STORE) and no --model was given"),
+    # A path no check ahead can judge (root may write anywhere, but not in /proc): still one line naming it.
+    ("report in /proc, evaluate", lambda i, o: ["evaluate", "--model", str(i.model), "--device", "cpu", "--max-images", "64",
+                                                "--report", "/proc/ganomaly-nope/r.json"], "error: /proc/ganomaly-nope: No such file or directory"),
 ]
 
 

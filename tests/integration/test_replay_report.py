@@ -152,3 +152,19 @@ def test_labelled_audit_of_a_real_worker(broker: str, redis_url: str, prefix: st
     m = printed["models"][art.version]
     assert m["scored"] == N and m["labelled"] == N and m["threshold"] == pytest.approx(art.threshold)
     assert m["auroc"] is not None and 0 <= m["flagged"] <= N
+
+
+def test_an_audit_with_no_outcome_for_any_record_fails_and_says_why(broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No worker has consumed the topic (or --results-topic names another one): nothing was audited, so not a silent success."""
+    topics = Topics(broker, partitions=3)
+    with ImagePublisher(broker, topics.input) as pub:
+        for i in range(20):
+            pub.publish(encode_png(np.full((28, 28), i, np.uint8)), key=f"n{i}")
+    rc = cli(["replay", "--bootstrap-servers", broker, "--topic", topics.input, "--mode", "audit", "--results-topic", topics.results,
+              "--dlq-topic", topics.dlq, "--idle-ms", "2000"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 1
+    said = (f"incomplete: none of the 20 records has a result on {topics.results} or a dead letter on {topics.dlq}: "
+            "are workers consuming this topic and writing there (--results-topic, --dlq-topic)?")
+    assert [ln for ln in err if ln.startswith("incomplete: ")] == [said]
+    assert not any(ln.startswith(("error: ", "Traceback")) for ln in err)

@@ -116,3 +116,21 @@ def test_training_resumes_where_it_stopped(tmp_path: Path) -> None:
     resumed = fit(cfg, TrainConfig(epochs=2, batch_size=16), x, x[:16], device=torch.device("cpu"), out_dir=out, resume=True)
     assert len(first.history) == 1 and [h.epoch for h in resumed.history] == [1, 2]
     assert resumed.history[0] == first.history[0]  # epoch 1 was not run again
+
+
+def test_evaluate_tests_a_model_on_its_own_task_unless_told_otherwise(trouser_model: Path, tmp_path: Path) -> None:
+    """The trouser model is one-class, class 1: ``evaluate --model`` alone tests it on that, not on the flags' defaults
+    (leave-one-out, class 0), which used to give a newcomer a meaningless AUROC for the demo's model."""
+    data = json.loads((trouser_model / "manifest.json").read_text())["data"]
+    assert (data["protocol"], data["class"]) == ("one-class", 1)
+    base = ["evaluate", "--model", str(trouser_model), "--device", "cpu", "--log-level", "warning"]
+    assert main([*base, "--report", str(tmp_path / "own.json")]) == 0
+    own = json.loads((tmp_path / "own.json").read_text())
+    assert (own["protocol"], own["class"]) == ("one-class", 1)
+    assert (own["metrics"]["n_normal"], own["metrics"]["n_anomalous"]) == (1000, 9000)  # trousers normal, the nine other classes not
+    assert main([*base, "--protocol", "leave-one-out", "--class", "3", "--report", str(tmp_path / "told.json")]) == 0
+    told = json.loads((tmp_path / "told.json").read_text())
+    assert (told["protocol"], told["class"]) == ("leave-one-out", 3)
+    assert (told["metrics"]["n_normal"], told["metrics"]["n_anomalous"]) == (9000, 1000)
+    assert main([*base, "--class", "4", "--report", str(tmp_path / "class.json")]) == 0  # a class alone keeps the model's protocol
+    assert json.loads((tmp_path / "class.json").read_text())["protocol"] == "one-class"

@@ -19,7 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from ganomaly.connections.compose import ConnectedSettings, shared_env
 from ganomaly.connections.kafka import KafkaSettings
-from ganomaly.settings import LogLevel
+from ganomaly.settings import LogLevel, OutputFile
 
 # What the demo leaves in its run directory, and what each is, for the closing lines.
 _ARTIFACT_SUFFIXES = (".json", ".csv", ".png", ".log")
@@ -34,7 +34,7 @@ class DemoSummarySettings(ConnectedSettings):
     expect: int | None = Field(None, ge=1, description="wait until this many inputs have a result (at most --wait-s)")
     wait_s: float = Field(60.0, gt=0, description="how long to wait for --expect results")
     run_dir: Path | None = Field(None, description="list the reports and plots in this directory")
-    out: Path | None = Field(None, description="also write the summary as JSON here")
+    out: OutputFile | None = Field(None, description="also write the summary as JSON here")
     log_level: LogLevel = "warning"
 
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ganomaly.cli.commands.common import DATA_DIR, DATASET, DEVICE, KLASS, PROTOCOL, Amp, DatasetName, Protocol, labelled_test_set
+from ganomaly.cli.commands.common import DATA_DIR, DATASET, DEVICE, Amp, DatasetName, Protocol, labelled_test_set
 from ganomaly.device import resolve_device
-from ganomaly.settings import LogLevel
+from ganomaly.settings import LogLevel, OutputDir, OutputFile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,12 +33,14 @@ class EvaluateSettings(BaseSettings):
     data_dir: Path = DATA_DIR
     folder: Path | None = Field(None, description="labelled folder (with --dataset folder): normal/ and anomaly/ subfolders, or an MVTec AD "
                                                   "category (test/good normal, every other test/<defect type> an anomaly; detected)")
-    protocol: Protocol = PROTOCOL
-    klass: int = KLASS
-    report: Path | None = Field(None, description="JSON report path")
-    scores: Path | None = Field(None, description="per-image CSV path (index,label,score)")
-    plots: Path | None = Field(None, description="directory for roc.png, pr.png, hist.png and examples.png (the worst-scored test images and their reconstructions; default: next to --report)")
-    contact_sheet: Path | None = Field(None, description="PNG path: the --sheet-top highest-scored images beside their anomaly maps")
+    protocol: Protocol = Field("leave-one-out", description="leave-one-out: class K is the anomaly; one-class: class K is normal "
+                                                            "(default: the model's own, from its manifest; else leave-one-out)")
+    klass: int = Field(0, ge=0, description="the protocol's class K (default: the model's own, from its manifest; else 0)",
+                       json_schema_extra={"cli": "--class"})
+    report: OutputFile | None = Field(None, description="JSON report path")
+    scores: OutputFile | None = Field(None, description="per-image CSV path (index,label,score)")
+    plots: OutputDir | None = Field(None, description="directory for roc.png, pr.png, hist.png and examples.png (the worst-scored test images and their reconstructions; default: next to --report)")
+    contact_sheet: OutputFile | None = Field(None, description="PNG path: the --sheet-top highest-scored images beside their anomaly maps")
     sheet_top: int = Field(24, ge=1, le=200, description="how many images the contact sheet shows")
     max_images: int | None = Field(None, ge=1, description="only the first N test images (e.g. to match a replayed stream)")
     batch_size: int = Field(256, ge=1)
@@ -68,6 +70,16 @@ def per_defect_metrics(test: LabelledImages, scores: np.ndarray, threshold: floa
             for g in sorted(set(groups[~normal].tolist()))}
 
 
+def task_of(s: EvaluateSettings, manifest: dict[str, Any]) -> tuple[Protocol, int]:
+    """The protocol and class to test: as given, else the ones the model was trained for (its manifest's
+    data), so that ``evaluate --model M`` tests M on its own task, not on the defaults' class 0."""
+    data = manifest.get("data") or {}
+    given = s.model_fields_set
+    protocol = s.protocol if "protocol" in given or data.get("protocol") not in ("leave-one-out", "one-class") else data["protocol"]
+    klass = s.klass if "klass" in given or not isinstance(data.get("class"), int) else data["class"]
+    return protocol, klass
+
+
 def run(s: EvaluateSettings) -> dict[str, Any]:
     from ganomaly.artifact import load_artifact
     from ganomaly.data.datasets import LabelledImages
@@ -78,7 +90,8 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
 
     device = resolve_device(s.device)
     art = load_artifact(s.model, device)
-    test, unreadable = labelled_test_set(s.dataset, s.data_dir, s.folder, s.protocol, s.klass, art.input_spec)
+    protocol, klass = task_of(s, art.manifest)
+    test, unreadable = labelled_test_set(s.dataset, s.data_dir, s.folder, protocol, klass, art.input_spec)
     if s.max_images:
         test = LabelledImages(test.x[: s.max_images], test.y[: s.max_images], test.ids[: s.max_images], test.groups[: s.max_images], test.layout)
     t0 = time.monotonic()
@@ -89,8 +102,8 @@ def run(s: EvaluateSettings) -> dict[str, Any]:
         "model_version": art.version,
         "dataset": s.dataset,
         "data": str(s.folder if s.dataset == "folder" else s.data_dir),
-        "protocol": None if s.dataset == "folder" else s.protocol,
-        "class": None if s.dataset == "folder" else s.klass,
+        "protocol": None if s.dataset == "folder" else protocol,
+        "class": None if s.dataset == "folder" else klass,
         "layout": test.layout,
         "metrics": detection_metrics(test.y, scores, art.threshold),
         "per_defect": per_defect_metrics(test, scores, art.threshold) if test.layout == "mvtec" else None,

@@ -19,7 +19,7 @@ from ganomaly.cli.commands.common import DEVICE
 from ganomaly.connections.compose import ConnectedSettings, shared_env
 from ganomaly.connections.kafka import KafkaSettings
 from ganomaly.connections.redis import RedisSettings
-from ganomaly.settings import LogLevel
+from ganomaly.settings import LogLevel, OutputDir
 
 
 class ExplainSettings(ConnectedSettings):
@@ -29,7 +29,7 @@ class ExplainSettings(ConnectedSettings):
     image: Path | None = Field(None, description="or an image file to explain")
     model: Path | None = Field(None, description="the artifact to explain with (default: the model that scored the result, from the store)")
     model_store: Path | None = Field(None, description="the model store shared with the workers", **shared_env("GANOMALY_MODEL_STORE"))
-    out: Path = Field(Path("runs/explain"), description="directory for overlay.png and heatmap.png")
+    out: OutputDir = Field(Path("runs/explain"), description="directory for overlay.png and heatmap.png")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     device: str = DEVICE

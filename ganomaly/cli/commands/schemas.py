@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ganomaly.settings import LogLevel
+from ganomaly.settings import LogLevel, OutputDir
 
 
 class SchemasSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_SCHEMAS_", frozen=True)
-    out: Path | None = Field(None, description="directory to write <name>.schema.json files (default: print)")
+    out: OutputDir | None = Field(None, description="directory to write <name>.schema.json files (default: print)")
     log_level: LogLevel = "warning"
 
 

@@ -28,7 +28,7 @@ from ganomaly.cli.commands.common import (
 from ganomaly.data.images import ResizePolicy
 from ganomaly.device import resolve_device
 from ganomaly.errors import UserError
-from ganomaly.settings import LogLevel, check_one_weight_average
+from ganomaly.settings import LogLevel, OutputDir, check_one_weight_average
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,7 +43,7 @@ log = structlog.get_logger("train")
 class TrainSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_TRAIN_", frozen=True)
 
-    out: Path = Field(description="artifact directory to write")
+    out: OutputDir = Field(description="artifact directory to write")
     dataset: DatasetName = DATASET
     data_dir: Path = DATA_DIR
     folder: Path | None = Field(None, description="folder of normal images (with --dataset folder); for an MVTec AD category (detected) its train/good")
