@@ -32,7 +32,7 @@ SHARE=${GANOMALY_DEMO_ANOMALY_SHARE:-0.04}
 METRICS_PORT=${GANOMALY_DEMO_METRICS_PORT:-9100}
 CONSOLE_PORT=${GANOMALY_DEMO_CONSOLE_PORT:-8080}
 mkdir -p "$RUN"
-rm -f "$RUN"/*.json "$RUN"/*.csv "$RUN"/*.png "$RUN"/worker.log "$RUN"/console.log  # a rerun's summary lists only its own files
+rm -f "$RUN"/*.json "$RUN"/*.csv "$RUN"/*.png "$RUN"/*.log  # a rerun's summary lists only its own files
 rm -rf "$RUN/confirmed"  # the trainer's confirmed set belongs to this run's topic
 STATE="$RUN/stack"
 
@@ -44,11 +44,17 @@ stop() {
   for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 }
-# the processes first, so that none of them meets a broker or Redis going away under it
-cleanup() { stop "${PRODUCE_PID:-}"; stop "${CONSOLE_PID:-}"; stop "${TRAINER_PID:-}"; stop "${WORKER_PID:-}"; ganomaly stack down --state-dir "$STATE" >/dev/null || true; }
+# the processes first, so that none of them meets a broker or Redis going away under it; a second
+# Ctrl-C while this runs is ignored, or it would leave the stack running
+cleanup() {
+  trap '' INT TERM
+  [ -z "${STOPPING_SAID:-}" ] || echo "== stopping the demo's processes and stack (a few seconds)" >&2
+  stop "${PRODUCE_PID:-}"; stop "${CONSOLE_PID:-}"; stop "${TRAINER_PID:-}"; stop "${WORKER_PID:-}"
+  ganomaly stack down --state-dir "$STATE" >/dev/null || true
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'STOPPING_SAID=1; exit 130' INT
+trap 'STOPPING_SAID=1; exit 143' TERM
 
 # until URL answers 200 (and PID, when given, still runs): `wait_http URL SECONDS MESSAGE [PID]`
 wait_http() {
@@ -71,8 +77,10 @@ PY
 }
 
 echo "== 1. local stack (Tansu broker + a private Redis)"
+ganomaly stack down --state-dir "$STATE" >/dev/null  # a stack an interrupted run left: its topics would mix into this run's
 ganomaly stack up --state-dir "$STATE" --broker-port "${GANOMALY_DEMO_BROKER_PORT:-9092}" > "$RUN/env.sh"
 source "$RUN/env.sh"
+read -r BROKER_PID REDIS_PID < <(python -c "import json, sys; s = json.load(open(sys.argv[1])); print(s['broker_pid'], s['redis_pid'])" "$STATE/state.json")
 
 echo "== 2. model: sneakers are normal (one-class, trained on the spot unless $RUN/model exists)"
 if [ ! -f "$RUN/model/manifest.json" ]; then
@@ -145,9 +153,11 @@ echo "   (logs: $RUN/console.log, $RUN/worker.log, $RUN/trainer.log; the stack, 
 ganomaly produce --from fashion-mnist --split t10k --protocol one-class --class 8 --count 300 --anomaly-share 0 --rate 20 \
   --source demo-cam-2 --no-progress > "$RUN/produce-bags.log" 2>&1 &
 PRODUCE_PID=$!
-trap 'exit 0' INT TERM
+trap 'STOPPING_SAID=1; exit 0' INT TERM
 while kill -0 "$CONSOLE_PID" 2>/dev/null; do
   kill -0 "$WORKER_PID" 2>/dev/null || { echo "error: the worker stopped: see $RUN/worker.log" >&2; exit 1; }
+  kill -0 "$BROKER_PID" 2>/dev/null || { echo "error: the broker stopped: see $STATE/tansu.log" >&2; exit 1; }
+  kill -0 "$REDIS_PID" 2>/dev/null || { echo "error: the demo's Redis stopped" >&2; exit 1; }
   sleep 1
 done
 echo "error: the console stopped: see $RUN/console.log" >&2
