@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -38,19 +39,22 @@ CommaList = Annotated[list[T], NoDecode, BeforeValidator(_split_commas)]
 Amp = Literal["bf16", "fp16"]
 
 
-def _creatable(path: Path) -> Path:
-    """The nearest existing ancestor of ``path`` must be a directory this process may write in, so the
-    file (or directory) and any missing parents can be made: checked before a run, not after it."""
-    ancestor = path.parent
+def _writable_ancestor(path: Path, *, itself: bool) -> None:
+    """The nearest existing ancestor of ``path`` (from ``path`` itself when ``itself``) must be a directory
+    a file can be made in, so the output and any missing parents can be made: checked before a run,
+    not after it. The check makes and removes a directory there (permission bits say nothing to root,
+    nor about a read-only or special file system)."""
+    ancestor = path if itself else path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        msg = f"{path}: {ancestor} is a file, not a directory"
+        msg = f"{ancestor} is a file, not a directory"
         raise ValueError(msg)
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        msg = f"{path}: cannot write in {ancestor}"
-        raise ValueError(msg)
-    return path
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ganomaly-check-", dir=ancestor))
+    except OSError as e:
+        msg = f"cannot write in {ancestor} ({e.strerror or e})"
+        raise ValueError(msg) from None
 
 
 def _output_file(path: Path) -> Path:
@@ -60,14 +64,15 @@ def _output_file(path: Path) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         msg = f"{path}: cannot write it"
         raise ValueError(msg)
-    return _creatable(path)
+    _writable_ancestor(path, itself=False)
+    return path
 
 
 def _output_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         msg = f"{path} is a file: give a directory"
         raise ValueError(msg)
-    _creatable(path / "x")  # the directory, or the ancestor it will be made in, must take files
+    _writable_ancestor(path, itself=True)
     return path
 
 

@@ -100,7 +100,8 @@ class ReplaySettings(ConnectedSettings):
 
 
 def run(s: ReplaySettings) -> dict[str, Any]:
-    """Replay the stretch; returns the report. ``report["complete"]`` is False when the stretch could not be read to its end."""
+    """Replay the stretch; returns the report. ``report["complete"]`` is False when the stretch could not be read to its end,
+    or when an audit found no worker's outcome (result or dead letter) for any of its records."""
     from ganomaly.artifact import load_artifact
     from ganomaly.connections.startup import StartupWait, wait_for_kafka
     from ganomaly.data.images import DecodeLimits
@@ -170,6 +171,10 @@ def run(s: ReplaySettings) -> dict[str, Any]:
                 "joined_reads": {"results": results_read.summary(), "dead_letters": dead_read.summary()}}
     out["stretch"] = account.summary()
     shortfalls = [line for r in reads for line in r.shortfalls()]
+    unread = bool(shortfalls)
+    if s.mode == "audit" and out["inputs"] and not out["with_result"] and not sum(out["dead_lettered"].values()):
+        shortfalls.append(f"none of the {out['inputs']} records has a result on {s.results_topic} or a dead letter on {s.dlq_topic}: "
+                          "are workers consuming this topic and writing there (--results-topic, --dlq-topic)?")
     out["complete"] = not shortfalls
     if shortfalls:
         out["incomplete"] = shortfalls
@@ -185,7 +190,7 @@ def run(s: ReplaySettings) -> dict[str, Any]:
         out["plots"] = _plots(s, rows, out, [v for v, _ in versions])
         s.report.write_text(json.dumps(out, indent=2, default=str))
     print(json.dumps(_brief(out), default=str))
-    _warn_incomplete(out, account)
+    _warn_incomplete(out, account, unread)
     return out
 
 
@@ -297,7 +302,7 @@ def _brief(out: dict[str, Any]) -> dict[str, Any]:
     return brief
 
 
-def _warn_incomplete(out: dict[str, Any], account: Any) -> None:
+def _warn_incomplete(out: dict[str, Any], account: Any, unread: bool) -> None:
     """Loud lines on stderr: a stretch not read to its end (the CLI then exits 1), and explicit ends past a partition's end."""
     for n, p in sorted(account.partitions.items()):
         if p.requested_end is not None:
@@ -305,21 +310,16 @@ def _warn_incomplete(out: dict[str, Any], account: Any) -> None:
                   file=sys.stderr)
     for line in out.get("incomplete", []):
         print(f"incomplete: {line}", file=sys.stderr)
-    if not out["complete"]:
+    if unread:
         st = out["stretch"]
         print(f"incomplete: the report covers {st['read']} of the stretch's {st['expected']} records; its numbers are not the stretch's. "
               "Rerun when the broker serves every partition (or raise --idle-ms).", file=sys.stderr)
 
 
 def cli_run(s: ReplaySettings) -> int:
-    """The command line: exit 1 when the stretch could not be read to its end, so scripts cannot take a partial report for a whole one,
-    and when an audit found no worker's outcome for any of its records (nothing was audited)."""
-    out = run(s)
-    if out["mode"] == "audit" and out["inputs"] and not out["with_result"] and not sum(out["dead_lettered"].values()):
-        print(f"incomplete: none of the {out['inputs']} records has a result on {s.results_topic} or a dead letter on {s.dlq_topic}: "
-              "are workers consuming this topic and writing there (--results-topic, --dlq-topic)?", file=sys.stderr)
-        return 1
-    return 0 if out["complete"] else 1
+    """The command line: exit 1 when the report is incomplete (the stretch not read to its end, or an audit that found no
+    worker's outcome for any record), so scripts cannot take a partial report for a whole one."""
+    return 0 if run(s)["complete"] else 1
 
 
 def _write_csv(path: Path, rows: list[Any], versions: list[str]) -> None:

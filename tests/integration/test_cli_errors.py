@@ -123,9 +123,11 @@ CASES: list[Case] = [
      "nope does not exist"),
     ("missing model store, worker", lambda i, o: ["worker", "--model-store", str(o / "store")],
      "store does not exist (check --model-store, env GANOMALY_MODEL_STORE) and no --model was given"),
-    # A path no check ahead can judge (root may write anywhere, but not in /proc): still one line naming it.
-    ("report in /proc, evaluate", lambda i, o: ["evaluate", "--model", str(i.model), "--device", "cpu", "--max-images", "64",
-                                                "--report", "/proc/ganomaly-nope/r.json"], "error: /proc/ganomaly-nope: No such file or directory"),
+    # Permission bits say nothing to root, who may still not write in /proc: refused before any scoring too.
+    ("report in /proc, evaluate", lambda i, o: ["evaluate", "--model", str(i.model), "--report", "/proc/ganomaly-nope/r.json"],
+     "--report (env GANOMALY_EVAL_REPORT): cannot write in /proc"),
+    ("plots under a file, evaluate", lambda i, o: ["evaluate", "--model", str(i.model), "--plots", str(i.a_file / "plots")],
+     "a-file.png is a file, not a directory (got"),  # names the file in the way, not a path made up below it
 ]
 
 

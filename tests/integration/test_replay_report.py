@@ -162,8 +162,9 @@ def test_an_audit_with_no_outcome_for_any_record_fails_and_says_why(broker: str,
             pub.publish(encode_png(np.full((28, 28), i, np.uint8)), key=f"n{i}")
     rc = cli(["replay", "--bootstrap-servers", broker, "--topic", topics.input, "--mode", "audit", "--results-topic", topics.results,
               "--dlq-topic", topics.dlq, "--idle-ms", "2000"])
-    err = capsys.readouterr().err.splitlines()
-    assert rc == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert rc == 1 and json.loads(captured.out.strip().splitlines()[-1])["complete"] is False  # the summary agrees with the exit code
     said = (f"incomplete: none of the 20 records has a result on {topics.results} or a dead letter on {topics.dlq}: "
             "are workers consuming this topic and writing there (--results-topic, --dlq-topic)?")
     assert [ln for ln in err if ln.startswith("incomplete: ")] == [said]
