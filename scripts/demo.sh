@@ -48,13 +48,13 @@ stop() {
 # Ctrl-C while this runs is ignored, or it would leave the stack running
 cleanup() {
   trap '' INT TERM
-  [ -z "${STOPPING_SAID:-}" ] || echo "== stopping the demo's processes and stack (a few seconds)" >&2
+  [ -z "${STOPPING:-}" ] || echo "== stopping the demo's processes and stack (a few seconds)" >&2
   stop "${PRODUCE_PID:-}"; stop "${CONSOLE_PID:-}"; stop "${TRAINER_PID:-}"; stop "${WORKER_PID:-}"
   ganomaly stack down --state-dir "$STATE" >/dev/null || true
 }
 trap cleanup EXIT
-trap 'STOPPING_SAID=1; exit 130' INT
-trap 'STOPPING_SAID=1; exit 143' TERM
+trap 'STOPPING=1; exit 130' INT
+trap 'STOPPING=1; exit 143' TERM
 
 # until URL answers 200 (and PID, when given, still runs): `wait_http URL SECONDS MESSAGE [PID]`
 wait_http() {
@@ -156,7 +156,7 @@ PRODUCE_PID=$!
 # Ctrl-C only sets a flag: a terminal's Ctrl-C also reaches the worker and console, which then stop on
 # their own, and that must not read as a failure
 STOPPING=
-trap 'STOPPING_SAID=1 STOPPING=1' INT TERM
+trap 'STOPPING=1' INT TERM
 stopped() {  # `stopped PID`: the process is gone and no Ctrl-C explains it (one second's grace for the signal to land)
   kill -0 "$1" 2>/dev/null && return 1
   sleep 1 || true

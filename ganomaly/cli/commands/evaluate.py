@@ -10,7 +10,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,7 +75,7 @@ def task_of(s: EvaluateSettings, manifest: dict[str, Any]) -> tuple[Protocol, in
     data), so that ``evaluate --model M`` tests M on its own task, not on the defaults' class 0."""
     data = manifest.get("data") or {}
     given = s.model_fields_set
-    protocol = s.protocol if "protocol" in given or data.get("protocol") not in ("leave-one-out", "one-class") else data["protocol"]
+    protocol = s.protocol if "protocol" in given or data.get("protocol") not in get_args(Protocol) else data["protocol"]
     klass = s.klass if "klass" in given or not isinstance(data.get("class"), int) else data["class"]
     return protocol, klass
 
