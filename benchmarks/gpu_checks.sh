@@ -144,8 +144,6 @@ if [ -n "$STREAM_SKIP" ]; then
     echo "bench stream: SKIPPED: $STREAM_SKIP"
 else
     echo "servers: $("$REDIS_BIN" --version | head -c 60) on $RPORT; Tansu $TANSU on $KPORT"
-    # the live phase publishes up to its rate x --live-seconds from Fashion-MNIST: the train split's 60,000, not t10k's 10,000
-    export GANOMALY_PRODUCE_SPLIT=train
     stream sweep-32x1-w64 150 --shape 32x1 "${SWEEP[@]}"
     stream ceiling-32x1-w4 70 --shape 32x1 --width 4 "${CEILING[@]}"
     # the worker's camera path (Pillow draft decode on the CPU, letterbox), end to end
@@ -154,7 +152,6 @@ else
     # differ from the CPU decode the model was calibrated on; the script prints by how much)
     echo "--- JPEG decode per frame: Pillow full / draft, torchvision CPU, nvJPEG batched on $DEVICE"
     timeout "$(upto 40)" "$PY" scripts/jpeg_decode_compare.py 256 "$DEVICE" | tee "$OUT/jpeg-decode.txt" || echo "jpeg decode: exit $?"
-    unset GANOMALY_PRODUCE_SPLIT
 fi
 cleanup
 SERVICES=()

@@ -24,7 +24,7 @@ class WorkerMetrics:
         self.anomalies = Counter("ganomaly_anomalies_total", "Images over the threshold", ["model_version"], registry=r)
         self.dead_letters = Counter("ganomaly_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"], registry=r)
         self.batch_size = Histogram("ganomaly_batch_size", "Images per scored batch", buckets=_SIZE_BUCKETS, registry=r)
-        self.queue_wait = Histogram("ganomaly_queue_wait_seconds", "Record polled -> batch starts scoring", buckets=_LAT_BUCKETS, registry=r)
+        self.queue_wait = Histogram("ganomaly_queue_wait_seconds", "Record taken off the poll queue -> its batch starts scoring (decoding and batching)", buckets=_LAT_BUCKETS, registry=r)
         self.compute = Histogram("ganomaly_compute_seconds", "Model time per batch", buckets=_LAT_BUCKETS, registry=r)
         self.sink = Histogram("ganomaly_sink_seconds", "Kafka + Redis write time per output batch", buckets=_LAT_BUCKETS, registry=r)
         self.e2e = Histogram("ganomaly_end_to_end_seconds", "Record timestamp -> outputs acknowledged", buckets=_LAT_BUCKETS, registry=r)

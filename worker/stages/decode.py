@@ -94,15 +94,15 @@ class DecodeStage:
         # a dead letter names the model whose spec refused the image.
         model = self.models.current()
         spec = model.artifact.input_spec
+        taken = time.monotonic()  # before decoding: the queue-wait metric is decoding plus batching (the dashboard says so)
         payloads = [r.value or b"" for r in recs]
         decoded = self.pool.decode(payloads, spec, self.decoder.limits) if self.pool is not None else \
             decode_many_pixels(payloads, spec, self.decoder.limits)
-        now = time.monotonic()
         ready = []
         for rec, outcome in zip(recs, decoded, strict=True):
             x = outcome if isinstance(outcome, np.ndarray) else self.decoder.noted(rec, outcome)
             if isinstance(x, np.ndarray):
-                ready.append(Decoded(rec, x, now))
+                ready.append(Decoded(rec, x, taken))
             else:
                 put_until_aborted(self.out_q, dead_letter(rec, x, model.version), self.life.abort, lambda: self.health.beat("decode"))
         if ready:

@@ -21,7 +21,7 @@ T = TypeVar("T")
 class Decoded:
     rec: Any  # kafka ConsumerRecord
     x: np.ndarray  # uint8 C×H×W pixels at the model's size (converted to its value range per batch)
-    polled_at: float
+    polled_at: float  # time.monotonic() when a decoder took it from the poll stage's queue: its decoding counts as waiting
 
 
 class Lifecycle:

@@ -1,10 +1,9 @@
 """Where a benchmark's latency went: the in-process worker's acknowledged batches, split by stage.
 
 Each result's end-to-end time (record timestamp to outputs acknowledged) splits into four parts:
-arrival (record timestamp to polled by the worker: the producer's send, the broker, the fetch and
-the poll stage's backpressure), wait (polled to its batch starting to score: decoding and waiting
-for the batch and the scorer), compute (its batch's scoring) and output (scored to acknowledged:
-the out queue, the Kafka and Redis writes).
+arrival (record timestamp to taken by a decoder: the producer's send, the broker, the fetch, the
+poll stage and its queue), wait (decoding and waiting for the batch and the scorer), compute (its
+batch's scoring) and output (scored to acknowledged: the out queue, the Kafka and Redis writes).
 """
 
 from __future__ import annotations
@@ -30,10 +29,12 @@ class LatencyLog:
         self.parts: list[tuple[float, float, float, float]] = []
         self.batch_sizes: list[int] = []  # results per scored batch (a batch's results share its scoring times)
         self.first_at: float | None = None  # time.perf_counter() of the first acknowledged batch
+        self.last_at: float | None = None  # ... and of the latest
 
     def __call__(self, a: Acked) -> None:
         if self.first_at is None:
             self.first_at = time.perf_counter()
+        self.last_at = time.perf_counter()
         self.e2e.extend(a.e2e_s)
         if len(a.stages) == len(a.e2e_s):
             self.parts.extend((e - (a.done - polled), start - polled, end - start, a.done - end)

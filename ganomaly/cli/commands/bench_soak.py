@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ganomaly.cli.commands.bench_producer import PacedProducer, write_payloads
 from ganomaly.cli.commands.bench_soak_io import Reader, rss_mb, scrape
 from ganomaly.cli.commands.bench_stream import _camera_frames, _images, _untrained_artifact
 
@@ -178,14 +178,8 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
         drain = float((ts > ts.min()).sum() / max(1e-3, (ts.max() - ts.min()) / 1000))
         rate = s.soak_load * drain
         seconds = windows * s.soak_window_s
-        payload_file = tmp / "payloads.pkl"
-        payload_file.write_bytes(pickle.dumps(payloads))
-        producer = subprocess.Popen([sys.executable, "-m", "ganomaly.cli.commands.bench_soak_io", str(payload_file), topics["in"], f"{rate:.3f}",
-                                     str(seconds), "image/jpeg" if camera else "image/png"],
-                                    env={**os.environ, **kafka.as_env()}, stdout=subprocess.PIPE, stderr=(tmp / "producer.log").open("ab"),
-                                    start_new_session=True)
-        assert producer.stdout is not None
-        producer.stdout.readline()  # connected (or exited: then the first window's check says so)
+        producer = PacedProducer(kafka, topics["in"], write_payloads(payloads, tmp / "payloads.pkl"), rate, seconds,
+                                 "image/jpeg" if camera else "image/png", tmp / "producer.log", name="soak")
         rows: list[dict[str, Any]] = []
         start_row = {"bench": "soak-start", "drain_images_per_s": round(drain, 1), "load": s.soak_load, "rate_images_per_s": round(rate, 1), "seconds": seconds,
                      "windows": windows, "worker_pid": worker.pid, "producer_pid": producer.pid,
@@ -229,8 +223,7 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
                    "in_flight_max": max((x["in_flight"] for x in samples), default=None), "lag_max": max((x["lag"] for x in samples), default=None)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-        out, _ = producer.communicate(timeout=60)
-        sent = json.loads(out.decode().strip().splitlines()[-1])
+        sent = producer.summary(timeout_s=60)
         producer = None
         # every input offset the topic holds now, the Tansu-safe way
         c = make_consumer(kafka.config(), group_id=None)
@@ -269,7 +262,8 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
         on_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
-        _end(producer, 5)
+        if producer is not None:
+            producer.end(5)
         _end(worker, 30)
         if reader is not None:
             reader.stopping = True

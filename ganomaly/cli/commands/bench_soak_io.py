@@ -1,14 +1,10 @@
-"""What the soak (bench_soak.py) runs beside the worker: the reader of its outputs, the sampler of its
-/metrics and memory, and the paced producer process (``python -m ganomaly.cli.commands.bench_soak_io``)."""
+"""What the soak (bench_soak.py) runs beside the worker: the reader of its outputs and the sampler of its
+/metrics and memory (its producer is bench_producer.py's)."""
 
 from __future__ import annotations
 
 import json
-import pickle
-import signal
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,31 +94,3 @@ def rss_mb(pid: int) -> float:
         except (OSError, StopIteration):
             pass
     return round(kb / 1024, 1)
-
-
-def publish(payload_file: str, topic: str, rate: float, seconds: float, content_type: str) -> None:
-    """The producer process: the payloads in turn at ``rate`` per second for ``seconds``; prints what it sent as JSON.
-    SIGTERM ends it early, after a flush."""
-    from ganomaly.connections.kafka import KafkaSettings
-    from producers import ImagePublisher
-
-    payloads: list[bytes] = pickle.loads(Path(payload_file).read_bytes())  # a file the bench wrote a moment ago
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    i = 0
-    with ImagePublisher(KafkaSettings(), topic, linger_ms=2) as pub:  # the broker from the GANOMALY_* env the bench set
-        print(json.dumps({"ready": True}), flush=True)  # connected: the bench starts its clock now
-        t0 = time.monotonic()
-        while not stop.is_set() and (now := time.monotonic()) < t0 + seconds:
-            due = t0 + i / rate
-            if due > now:  # ahead of schedule; behind it, send at once (the rate is the mean, not a per-record promise)
-                time.sleep(min(due - now, 0.05))
-                continue
-            pub.publish(payloads[i % len(payloads)], key=f"soak-{i}", source="soak", content_type=content_type)
-            i += 1
-    secs = time.monotonic() - t0
-    print(json.dumps({"sent": pub.stats.sent, "failed": pub.stats.failed, "seconds": round(secs, 1), "images_per_s": round(pub.stats.sent / secs, 1)}))
-
-
-if __name__ == "__main__":
-    publish(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
