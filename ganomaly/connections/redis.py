@@ -17,7 +17,8 @@ class RedisSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANOMALY_", frozen=True, extra="ignore")
 
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"),
-                                 description="redis://[:password@]host:port/db, or rediss://... over TLS")
+                                 description="redis://[:password@]host:port/db, or rediss://... over TLS",
+                                 json_schema_extra={"default_help": "redis://127.0.0.1:6379/0"})  # no credentials in it to hide
     redis_prefix: str = Field("ganomaly", description="prefix of every key written or read (results, alerts, the model pointer)")
     redis_ca_file: FilePath | None = Field(None, description="with rediss://: the CA bundle (PEM) that signed Redis's certificate "
                                                             "(default: the system's)")

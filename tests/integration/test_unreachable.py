@@ -117,6 +117,9 @@ def test_worker_stopped_while_waiting_for_the_broker_exits_at_once_and_cleanly(b
     assert lines[-1]["event"] == "stopped" and lines[-1]["during"] == "start-up"
 
 
+BENCH = ["--width", "4", "--images", "100", "--pairs", "32:5", "--device", "cpu", "--data-dir", str(FMNIST)]
+
+
 def _one_shot(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "ganomaly", *args, "--connect-timeout-s", "3"], cwd=ROOT, env={**os.environ, **(env or {})},
@@ -124,7 +127,7 @@ def _one_shot(args: list[str], env: dict[str, str] | None = None) -> tuple[int, 
     return p.returncode, p.stdout, p.stderr, time.monotonic() - t0
 
 
-@pytest.mark.parametrize("command", ["feedback", "produce", "replay", "trainer", "models", "alerts"])
+@pytest.mark.parametrize("command", ["feedback", "produce", "replay", "trainer", "models", "alerts", "bench-broker", "bench-redis"])
 def test_one_shot_commands_give_up_after_their_bound_with_one_error_line(command: str, redis_url: str, tiny_model: Path,
                                                                          tmp_path: Path) -> None:
     closed = _closed_port()
@@ -137,8 +140,11 @@ def test_one_shot_commands_give_up_after_their_bound_with_one_error_line(command
                     "--model-store", str(tmp_path / "store"), "--log-level", "warning"],
         "models": ["models", "list", "--model-store", str(tmp_path / "store"), "--redis-url", f"redis://{closed}/0"],
         "alerts": ["alerts", "--redis-url", f"redis://:secret@{closed}/0"],
+        # said before minutes of set-up, not as a worker thread's traceback and an exit 0 with an empty row
+        "bench-broker": ["bench", "stream", "--bootstrap-servers", closed, *BENCH],
+        "bench-redis": ["bench", "stream", "--redis-url", f"redis://:secret@{closed}/0", *BENCH],  # its own broker answers first
     }[command]
-    what = "Redis" if command in ("models", "alerts") else "the Kafka broker"
+    what = "Redis" if command in ("models", "alerts", "bench-redis") else "the Kafka broker"
     (tmp_path / "store").mkdir()  # an existing store: a missing one is refused before any connection
     rc, out, err, took = _one_shot(args)
     assert rc == 2, err

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
-from ganomaly.cli.flags import settings_from_args
+from ganomaly.cli.flags import default_text, settings_from_args
 from ganomaly.cli.main import build_parser, main
+from ganomaly.connections.redis import RedisSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["train", "evaluate", "bench model", "bench stream", "worker", "schemas", "produce", "replay", "feedback", "trainer", "models",
@@ -69,7 +72,13 @@ def test_help_shows_readable_defaults_and_every_env_variable(command: str, capsy
 
 def test_help_shows_secrets_as_secret_and_factories_by_what_they_compute(capsys: pytest.CaptureFixture[str]) -> None:
     worker = " ".join(_help("worker", capsys).split())
-    assert "GANOMALY_REDIS_URL; default: (secret)]" in worker
+    assert "GANOMALY_REDIS_URL; default: redis://127.0.0.1:6379/0]" in worker  # the shipped default holds no password
+    assert RedisSettings.model_fields["redis_url"].default.get_secret_value() == "redis://127.0.0.1:6379/0"  # ... and is the one said
+
+    class WithSecret(BaseSettings):
+        token: SecretStr = SecretStr("s3cret")
+
+    assert default_text(WithSecret.model_fields["token"]) == "default: (secret)"
     assert "GANOMALY_WORKER_ID; default: $HOSTNAME, else <host>-<pid>]" in worker
     feedback = " ".join(_help("feedback", capsys).split())
     assert "GANOMALY_FEEDBACK_BY; default: the login name]" in feedback

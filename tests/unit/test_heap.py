@@ -17,14 +17,14 @@ import json, random, sys, tempfile
 from pathlib import Path
 import torch
 from ganomaly.artifact import load_artifact
-from ganomaly.cli.commands.bench_stream import _untrained_artifact
+from ganomaly.cli.commands.bench_inputs import untrained_artifact
 from worker.heap import HeapTrimmer
 
 def rss_mb():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")) / 1024
 
 torch.set_num_threads(1)
-art = load_artifact(_untrained_artifact(32, 1, Path(tempfile.mkdtemp()), 64), torch.device("cpu"))
+art = load_artifact(untrained_artifact(32, 1, Path(tempfile.mkdtemp()), 64), torch.device("cpu"))
 scorer = art.scorer(torch.device("cpu"), None, traced=True)
 trimmer = HeapTrimmer(float(sys.argv[1]))
 sizes = list(range(1, 257))

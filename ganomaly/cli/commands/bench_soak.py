@@ -50,9 +50,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ganomaly.cli.commands.bench_inputs import camera_frames, png_images, untrained_artifact
 from ganomaly.cli.commands.bench_producer import PacedProducer, write_payloads
 from ganomaly.cli.commands.bench_soak_io import Reader, rss_mb, scrape
-from ganomaly.cli.commands.bench_stream import _camera_frames, _images, _untrained_artifact
+from ganomaly.cli.commands.bench_stream import check_services
 
 if TYPE_CHECKING:
     from ganomaly.cli.commands.bench_stream import BenchStreamSettings
@@ -115,6 +116,18 @@ def _end(proc: subprocess.Popen | None, timeout_s: float) -> int | None:
     return proc.wait()
 
 
+def _clean_redis(s: BenchStreamSettings, prefix: str) -> None:
+    from ganomaly.connections.redis import make_redis
+
+    try:
+        r = make_redis(s.redis)
+        keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 1000):
+            r.delete(*keys[i : i + 1000])
+    except Exception as e:  # noqa: BLE001 - cleaning a shared Redis is a courtesy, not the result
+        print(f"soak: keys {prefix}* left in Redis: {type(e).__name__}: {e}", file=sys.stderr)
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt  # a SIGTERM (timeout, a supervisor) cleans up as Ctrl-C does
 
@@ -136,7 +149,6 @@ def _last_line(log: Path) -> str:
 def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
     from ganomaly.connections.kafka import as_kafka, ensure_topics, make_consumer
     from ganomaly.connections.offsets import fixed_ends
-    from ganomaly.connections.redis import make_redis
     from ganomaly.devstack import free_port, start_broker, stop
     from producers import ImagePublisher
 
@@ -156,10 +168,11 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
         if "bootstrap_servers" not in s.kafka.model_fields_set:
             broker, bootstrap = start_broker(log_path=tmp / "tansu.log")
             kafka = as_kafka(bootstrap)
+        check_services(s, kafka)
         camera = s.frames == "camera"
         # camera frames decode in draft (DCT-scaled), what a camera deployment would ship (docs/speed.md)
-        model = s.model or _untrained_artifact(size, ch, tmp, s.width, camera=camera, jpeg_draft=camera)
-        payloads = _camera_frames(s.images) if camera else _images(s.images, size, ch, s.data_dir)
+        model = s.model or untrained_artifact(size, ch, tmp, s.width, camera=camera, jpeg_draft=camera)
+        payloads = camera_frames(s.images) if camera else png_images(s.images, size, ch, s.data_dir)
         ensure_topics(kafka.config(), topics.values(), s.partitions)
         # one record per batch, as the paced live stream arrives: a worker reads many small batches
         # more slowly than a few large ones, and the load is a share of what it drains of the former
@@ -269,13 +282,8 @@ def run_soak(s: BenchStreamSettings) -> list[dict[str, Any]]:
             reader.stopping = True
         if broker is not None:
             stop(broker)
-        try:
-            r = make_redis(s.redis)
-            keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
-            for i in range(0, len(keys), 1000):
-                r.delete(*keys[i : i + 1000])
-        except Exception as e:  # noqa: BLE001 - cleaning a shared Redis is a courtesy, not the result
-            print(f"soak: keys {prefix}* left in Redis: {type(e).__name__}: {e}", file=sys.stderr)
+        if worker is not None:  # else nothing was written under the prefix (and Redis may not even answer)
+            _clean_redis(s, prefix)
         signal.signal(signal.SIGINT, on_int)
 
 
