@@ -28,7 +28,7 @@ def paced_phase(kafka: KafkaSettings, topic: str, payload_file: Path, rate: floa
     deadline = time.monotonic() + 120
     while len(log.e2e) < sent and time.monotonic() < deadline and th.is_alive():
         time.sleep(0.01)
-    th.check(f"in the {name} phase, after {len(log.e2e)} of {sent} records", started=True)
+    th.check(f"{name} phase: {len(log.e2e)} of {sent} records answered", done=True)  # a shortfall is the row's live_answered
     return len(log.e2e) / max(1e-3, (log.last_at or producer.ready_at) - producer.ready_at), sent
 
 
@@ -47,18 +47,18 @@ class WorkerThread(threading.Thread):
         except BaseException as e:  # noqa: BLE001 - handed to the benchmark's thread, which says it
             self.error = e
 
-    def check(self, when: str, *, started: bool) -> None:
-        """Raise a UserError if the worker stopped, or if it has not ``started`` within the wait."""
+    def check(self, progress: str, *, done: bool) -> None:
+        """Raise a UserError naming ``progress`` if the worker stopped, or if it is not ``done`` when its wait ended."""
         from ganomaly.errors import UserError
 
         if isinstance(self.error, UserError):
             raise self.error
         if self.error is not None:
-            msg = f"the worker stopped {when}: {type(self.error).__name__}: {self.error}"
+            msg = f"the worker stopped ({progress}): {type(self.error).__name__}: {self.error}"
             raise UserError(msg) from self.error
         if not self.is_alive():
-            msg = f"the worker stopped {when}"
+            msg = f"the worker stopped ({progress})"
             raise UserError(msg)
-        if not started:
-            msg = f"the worker answered nothing within 600 s {when}"
+        if not done:
+            msg = f"the worker did not finish in time ({progress})"
             raise UserError(msg)
