@@ -33,9 +33,10 @@ class PacedProducer:
 
     def __init__(self, kafka: KafkaSettings, topic: str, payload_file: Path, rate: float, seconds: float, content_type: str,
                  log: Path, *, name: str = "paced") -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", __name__, str(payload_file), topic, f"{rate:.3f}", str(seconds), content_type, name],
-                                     env={**os.environ, **kafka.as_env()}, stdout=subprocess.PIPE, stderr=log.open("ab"),
-                                     start_new_session=True)  # a terminal's Ctrl-C reaches the bench, which ends this
+        with log.open("ab") as err:  # the child keeps its own copy
+            self.proc = subprocess.Popen([sys.executable, "-m", __name__, str(payload_file), topic, f"{rate:.3f}", str(seconds), content_type,
+                                          name], env={**os.environ, **kafka.as_env()}, stdout=subprocess.PIPE, stderr=err,
+                                         start_new_session=True)  # a terminal's Ctrl-C reaches the bench, which ends this
         assert self.proc.stdout is not None
         self.proc.stdout.readline()  # connected (or exited: its summary then says it sent nothing)
         self.ready_at = time.perf_counter()
