@@ -50,15 +50,20 @@ class PacedProducer:
 
     def end(self, timeout_s: float = 5) -> int:
         """SIGTERM (it flushes and stops early), SIGKILL after ``timeout_s``; its exit code."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return self.proc.wait()
+        return end_session(self.proc, timeout_s)
+
+
+def end_session(proc: subprocess.Popen, timeout_s: float) -> int:
+    """SIGTERM a process started in its own session (its whole group), then SIGKILL after ``timeout_s``; its exit code."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.wait()
 
 
 def write_payloads(payloads: list[bytes], path: Path) -> Path:

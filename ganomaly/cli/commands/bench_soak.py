@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ganomaly.cli.commands.bench_inputs import camera_frames, png_images, untrained_artifact
-from ganomaly.cli.commands.bench_producer import PacedProducer, write_payloads
+from ganomaly.cli.commands.bench_producer import PacedProducer, end_session, write_payloads
 from ganomaly.cli.commands.bench_soak_io import Reader, rss_mb, scrape
 from ganomaly.cli.commands.bench_stream import check_services
 
@@ -102,18 +102,7 @@ def _worker(s: BenchStreamSettings, kafka: KafkaSettings, model: Path, topics: d
 
 def _end(proc: subprocess.Popen | None, timeout_s: float) -> int | None:
     """SIGTERM the process's group (its own session), then SIGKILL after ``timeout_s``; its exit code."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
-    return proc.wait()
+    return end_session(proc, timeout_s) if proc is not None else None
 
 
 def _clean_redis(s: BenchStreamSettings, prefix: str) -> None:
