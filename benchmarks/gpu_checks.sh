@@ -61,6 +61,7 @@ if [ "$QUICK" = 1 ]; then
     EVAL=(--max-images 2000)
     SWEEP=(--images 300 --pairs 64:10 --live-seconds 1)
     CEILING=(--images 300 --pairs 256:20 --live-seconds 0)
+    STREAMS2=(--images 300 --pairs 256:20 --live-seconds 0 --score-streams 2)
     CAMERA=(--images 100 --pairs 16:10 --live-seconds 0 --width 4)  # width 64 at 128x128x3 runs ~25 frames/s on 2 cores
     STREAM_OPTS=()
 else
@@ -71,6 +72,7 @@ else
     # 20,000 images: at the 20,000 images/s goal a drain must last long enough to time
     SWEEP=(--images 20000 --pairs 64:10,256:20,1024:5 --live-seconds 2)
     CEILING=(--images 20000 --pairs 256:20,1024:5 --live-seconds 0)
+    STREAMS2=(--images 20000 --pairs 256:20 --live-seconds 0 --score-streams 2)
     CAMERA=(--images 2000 --pairs 64:10 --live-seconds 2)
     # decoding off the interpreter lock: 16 cores here, and CPU decoding is what feeds the GPU
     read -r -a STREAM_OPTS <<< "${GPU_CHECKS_STREAM_OPTS:---decode-processes 4}"
@@ -146,6 +148,8 @@ else
     echo "servers: $("$REDIS_BIN" --version | head -c 60) on $RPORT; Tansu $TANSU on $KPORT"
     stream sweep-32x1-w64 150 --shape 32x1 "${SWEEP[@]}"
     stream ceiling-32x1-w4 70 --shape 32x1 --width 4 "${CEILING[@]}"
+    # two batches at once: one's stacking, conversion and results overlap the other's kernels
+    stream streams2-32x1-w64 45 --shape 32x1 "${STREAMS2[@]}"
     # the worker's camera path (Pillow draft decode on the CPU, letterbox), end to end
     stream camera-128x3 120 --frames camera --shape 128x3 "${CAMERA[@]}"
     # nvJPEG on and off, measured on the decode alone: the worker does not decode on the GPU (its pixels

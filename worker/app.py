@@ -30,6 +30,7 @@ from worker.pipeline import Pipeline
 from worker.settings import WorkerSettings
 from worker.sinks.outputs import Acked
 from worker.stages.model_watch import load_serving
+from worker.stages.score import stream_layout
 
 log = structlog.get_logger("worker")
 
@@ -42,8 +43,9 @@ class Worker:
         self.startup = startup or StartupWait(settings.connect_timeout_s, backoff_max_s=settings.retry_backoff_max_s,
                                               attempt_level=logging.WARNING)
         self.device = resolve_device(settings.device)
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        self.score_streams, threads = stream_layout(self.device, settings.score_streams, settings.torch_threads)
+        if threads:
+            torch.set_num_threads(threads)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         pointer = registry_pointer(settings)
@@ -57,7 +59,7 @@ class Worker:
             msg = f"--decode-processes {settings.decode_processes}: {e}"
             raise UserError(msg) from e
         self.pipeline = Pipeline(settings, models=self.models, shadow=shadow, device=self.device, decode_pool=decode_pool, pointer=pointer,
-                                 stop=self.startup.stop)
+                                 stop=self.startup.stop, score_streams=self.score_streams)
         self.pipeline.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
         self._http: Any = None
         self.on_acked: Callable[[Acked], None] | None = None  # optional: each written batch's latencies (benchmarks)
@@ -110,7 +112,8 @@ class Worker:
         p.start(clients, on_acked=self.on_acked)
         model = self.models.current()
         log.info("started", worker=s.worker_id, model_version=model.version, threshold=model.threshold,
-                 device=str(self.device), input_topic=s.input_topic, group_id=s.group_id, decode_processes=s.decode_processes)
+                 device=str(self.device), input_topic=s.input_topic, group_id=s.group_id, decode_processes=s.decode_processes,
+                 score_streams=self.score_streams, torch_threads=torch.get_num_threads())
         try:
             p.run()
         finally:

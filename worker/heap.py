@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import threading
 import time
 from collections.abc import Callable
 
@@ -25,13 +26,17 @@ class HeapTrimmer:
         self._last = time.monotonic()
         self._trim = _malloc_trim() if interval_s > 0 else None
         self.trims = 0
+        self._lock = threading.Lock()  # shared by the score streams: one trim per interval for the process
 
     def maybe_trim(self) -> None:
         if self._trim is None or time.monotonic() - self._last < self.interval_s:
             return
-        self._trim(0)
-        self._last = time.monotonic()
-        self.trims += 1
+        with self._lock:
+            if time.monotonic() - self._last < self.interval_s:  # another stream trimmed meanwhile
+                return
+            self._trim(0)
+            self._last = time.monotonic()
+            self.trims += 1
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

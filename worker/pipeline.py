@@ -1,6 +1,6 @@
 """The worker's pipeline: its queues, its stages (worker/stages/), their threads, and the drain on stop.
 
-    poll --raw_q--> decode (N threads) --ready_q--> score --out_q (bounded)--> sink
+    poll --raw_q--> decode (N threads) --ready_q--> score (N streams) --out_q (bounded)--> sink
       ^                  | bad input: dead letters ----------------------->|
       +--------------- OffsetTracker.done() once Kafka and Redis acknowledged
 
@@ -24,6 +24,7 @@ from ganomaly.thresholds import OperatorThresholds
 from worker.clients import Clients
 from worker.conversions import ChannelConversions
 from worker.decode_pool import DecodePool
+from worker.heap import HeapTrimmer
 from worker.metrics import Health, WorkerMetrics
 from worker.model_holder import ModelHolder, ServingModel
 from worker.offsets import OffsetTracker
@@ -43,7 +44,7 @@ log = structlog.get_logger("worker")
 
 class Pipeline:
     def __init__(self, s: WorkerSettings, *, models: ModelHolder, shadow: ServingModel | None, device: torch.device,
-                 decode_pool: DecodePool | None, pointer: RedisPointer | None, stop: threading.Event) -> None:
+                 decode_pool: DecodePool | None, pointer: RedisPointer | None, stop: threading.Event, score_streams: int = 1) -> None:
         self.s = s
         self.models = models
         self.decode_pool = decode_pool
@@ -62,9 +63,11 @@ class Pipeline:
         self.decoders = [DecodeStage(self.raw_q, self.ready_q, self.out_q, models=models, decoder=decoder, pool=decode_pool,
                                      chunk=s.decode_chunk, health=self.health, life=self.life)
                          for _ in range(max(s.decode_threads, s.decode_processes))]
-        self.scorer = ScoreStage(self.ready_q, self.out_q, models=models, shadow=shadow, decoder=decoder, device=device,
-                                 max_batch_size=s.max_batch_size, max_wait_s=s.max_wait_ms / 1000.0, worker_id=s.worker_id,
-                                 metrics=self.metrics, health=self.health, life=self.life, heap_trim_interval_s=s.heap_trim_interval_s)
+        heap = HeapTrimmer(s.heap_trim_interval_s)  # one for the process: malloc_trim frees every thread's arenas
+        self.scorers = [ScoreStage(self.ready_q, self.out_q, models=models, shadow=shadow, decoder=decoder, device=device,
+                                   max_batch_size=s.max_batch_size, max_wait_s=s.max_wait_ms / 1000.0, worker_id=s.worker_id,
+                                   metrics=self.metrics, health=self.health, life=self.life, heap=heap, name=f"score-{i}")
+                        for i in range(score_streams)]
         self.model_watch = ModelWatch(pointer, ModelStore(s.model_store) if s.model_store is not None else None, models=models,
                                       device=device, amp=s.amp, threshold_override=s.threshold_override, poll_s=s.model_poll_s,
                                       metrics=self.metrics, health=self.health, stop=stop,
@@ -101,8 +104,8 @@ class Pipeline:
         self.model_watch.follow_threshold()  # the operator's threshold for the start-up version, before the first record is polled
         poll.subscribe(s.input_topic)
         self._threads = [self._thread(f"decode-{i}", d.run) for i, d in enumerate(self.decoders)]
-        self._threads += [self._thread("score", self.scorer.run), self._thread("models", self.model_watch.run),
-                          self._thread("sink", self.sink.run)]
+        self._threads += [self._thread(sc.name, sc.run) for sc in self.scorers]
+        self._threads += [self._thread("models", self.model_watch.run), self._thread("sink", self.sink.run)]
         for t in self._threads:
             t.start()
 

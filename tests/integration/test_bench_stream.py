@@ -37,10 +37,15 @@ def _live_checked(row: dict) -> None:
     assert row["latency_p99_within_target"] == (row["latency_p99_ms"] <= row["latency_target_ms"])
 
 
-def test_png_stream_rows(broker: str, redis_url: str, prefix: str) -> None:
-    rows = _bench("--images", "300", "--pairs", "64:5", "--live-seconds", "2", broker=broker, redis_url=redis_url, prefix=prefix)
+def test_png_stream_rows_with_two_score_streams(broker: str, redis_url: str, prefix: str) -> None:
+    rows = _bench("--images", "300", "--pairs", "64:5", "--live-seconds", "2", "--score-streams", "2", broker=broker, redis_url=redis_url,
+                  prefix=prefix)
     assert len(rows) == 1 and rows[0]["shape"] == "32x32x1" and rows[0]["max_batch_size"] == 64
-    _live_checked(rows[0])
+    row = rows[0]
+    _live_checked(row)
+    # the worker ran two streams, and the baseline is the faster of one stream on every thread and that layout
+    assert row["score_streams"] == 2 and len(row["raw_by_layout_images_per_s"]) == 2, row
+    assert row["raw_model_images_per_s"] == max(row["raw_by_layout_images_per_s"].values()), row
 
 
 def test_camera_frames_stream_rows_with_and_without_draft(broker: str, redis_url: str, prefix: str) -> None:
@@ -49,3 +54,4 @@ def test_camera_frames_stream_rows_with_and_without_draft(broker: str, redis_url
     assert [r["jpeg_draft"] for r in rows] == [True, False] and all(r["shape"] == "32x32x3" for r in rows)
     for r in rows:
         _live_checked(r)
+        assert r["score_streams"] == 1 and len(r["raw_by_layout_images_per_s"]) == 1  # the default: one stream

@@ -66,10 +66,12 @@ def test_worker_scores_10000_records_over_four_partitions(broker: str, redis_url
     ends = _ends(broker, published.input)
     assert len(ends) == PARTITIONS and all(n > N // (2 * PARTITIONS) for n in ends.values()), ends  # keys spread the load
     with WorkerProc(bootstrap=broker, topics=published, model=tiny_model, redis_url=redis_url, prefix=prefix, log=tmp_path / "w.log",
-                    GANOMALY_MAX_BATCH_SIZE=256) as w:
+                    GANOMALY_MAX_BATCH_SIZE=256, GANOMALY_SCORE_STREAMS=2) as w:
         results = read_topic(broker, published.results, want=N, timeout_s=300)
         committed = _committed_when_caught_up(published, ends)
         assert w.terminate() == 0
+        started = w.logs()
+    assert '"score_streams": 2' in started  # two batches scored at once: results finish out of order, commits must not
 
     by_id = results_by_id(results)
     assert len(by_id) == N, f"{len(by_id)} distinct results for {N} records"
@@ -118,7 +120,8 @@ def test_a_worker_that_pauses_and_resumes_all_the_time_still_answers_every_recor
                                                                                  tiny_model: Path, published: Topics,
                                                                                  tmp_path: Path) -> None:
     """Backpressure at 10,000 records through the real consumer: a small in-flight limit makes the
-    worker pause and resume all its partitions again and again, and nothing is lost or left uncommitted."""
+    worker pause and resume all its partitions again and again, and nothing is lost or left uncommitted.
+    One score stream, the default (the test above runs two)."""
     ends = _ends(broker, published.input)
     mine = Topics(broker, partitions=PARTITIONS)  # own outputs and group, same input
     mine.input = published.input
@@ -127,7 +130,9 @@ def test_a_worker_that_pauses_and_resumes_all_the_time_still_answers_every_recor
         results = read_topic(broker, mine.results, want=N, timeout_s=300)
         committed = _committed_when_caught_up(mine, ends)
         assert w.terminate() == 0
-        pauses = w.logs().count('"event": "paused"')
+        logs = w.logs()
+        pauses = logs.count('"event": "paused"')
+    assert '"score_streams": 1' in logs
     assert pauses >= 10, f"the worker paused {pauses} times: backpressure went untested"
     by_id = results_by_id(results)
     assert len(by_id) == N, f"{len(by_id)} distinct results for {N} records"

@@ -31,6 +31,22 @@ from worker.stages.flow import Decoded, Lifecycle, dead_letter, put_until_aborte
 log = structlog.get_logger("worker")
 
 
+def stream_layout(device: torch.device, streams: int, threads: int | None) -> tuple[int, int | None]:
+    """(score streams, intra-op threads to set or None to leave torch's) for a worker on ``device``.
+
+    One stream is the default. With several on a CPU, each batch runs on its share of the cores:
+    an op's parallel region ends when its slowest thread does, and the decode, poll and sink
+    threads (and a broker, on a small machine) take turns on those cores, so a batch spread over
+    all of them waits, op after op, for the thread they held back. At 32x32 two one-thread streams
+    beat one two-thread batch (beside a Python thread busy half the time, 0.53-0.54 ms per image
+    against 0.74-0.80: benchmarks/score_streams.py); at 128x128x3 the model alone is slower that
+    way and end to end gained nothing (docs/speed.md). On CUDA the streams share one device.
+    """
+    if device.type != "cpu" or streams == 1:
+        return streams, threads
+    return streams, threads or max(1, torch.get_num_threads() // streams)
+
+
 def _score_fn(model: ServingModel) -> Callable[[torch.Tensor], np.ndarray]:
     return lambda x: model.scorer.score(x).score.numpy()
 
@@ -38,7 +54,8 @@ def _score_fn(model: ServingModel) -> Callable[[torch.Tensor], np.ndarray]:
 class ScoreStage:
     def __init__(self, ready_q: queue.Queue[list[Decoded]], out_q: queue.Queue[OutputBatch | DeadLetter], *, models: ModelHolder,
                  shadow: ServingModel | None, decoder: Decoder, device: torch.device, max_batch_size: int, max_wait_s: float,
-                 worker_id: str, metrics: WorkerMetrics, health: Health, life: Lifecycle, heap_trim_interval_s: float = 0.0) -> None:
+                 worker_id: str, metrics: WorkerMetrics, health: Health, life: Lifecycle, heap: HeapTrimmer | None = None,
+                 name: str = "score") -> None:
         self.ready_q, self.out_q = ready_q, out_q
         self.models = models
         self.shadow = shadow
@@ -50,13 +67,14 @@ class ScoreStage:
         self.health = health
         self.life = life
         self._staging: torch.Tensor | None = None  # reusable pinned host buffer (CUDA): no per-batch pinning
-        self.heap = HeapTrimmer(heap_trim_interval_s)  # batch-sized buffers would otherwise stay resident (worker/heap.py)
+        self.heap = heap or HeapTrimmer(0)  # batch-sized buffers would otherwise stay resident (worker/heap.py)
+        self.name = name  # the stream's thread and liveness name
 
     def run(self) -> None:
         batches = ChunkBatcher(self.ready_q, self.max_batch_size, self.max_wait_s)
         while True:
             items = batches.next()
-            self.health.beat("score")
+            self.health.beat(self.name)
             if items:
                 self.score_batch(items)
             elif self.life.finished():
@@ -64,7 +82,7 @@ class ScoreStage:
             self.heap.maybe_trim()
 
     def _put_out(self, item: OutputBatch | DeadLetter) -> None:
-        put_until_aborted(self.out_q, item, self.life.abort, lambda: self.health.beat("score"))
+        put_until_aborted(self.out_q, item, self.life.abort, lambda: self.health.beat(self.name))
 
     def score_batch(self, items: list[Decoded]) -> None:
         """Score one batch with the model in service and hand its outputs to the sink."""

@@ -96,6 +96,7 @@ def _worker(s: BenchStreamSettings, kafka: KafkaSettings, model: Path, topics: d
             "--result-ttl-s", "300", "--alerts-stream-maxlen", "10000", "--log-level", s.log_level]
     args += ["--amp", s.amp] if s.amp else []
     args += ["--torch-threads", str(s.torch_threads)] if s.torch_threads else []
+    args += ["--score-streams", str(s.score_streams)]
     return subprocess.Popen([sys.executable, "-m", "ganomaly", "worker", *args], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 

@@ -38,6 +38,7 @@ from ganomaly.cli.commands.bench_inputs import camera_frames, png_images, untrai
 from ganomaly.cli.commands.bench_latency import LatencyLog
 from ganomaly.cli.commands.bench_live import WorkerThread, paced_phase
 from ganomaly.cli.commands.bench_producer import write_payloads
+from ganomaly.cli.commands.bench_raw import raw_baseline
 from ganomaly.cli.commands.common import DEFAULT_DATA_DIR, Amp
 from ganomaly.connections.compose import ConnectedSettings
 from ganomaly.connections.kafka import KafkaSettings, as_kafka
@@ -69,6 +70,8 @@ class BenchStreamSettings(ConnectedSettings):
     decode_threads: int = Field(2, ge=1)
     decode_processes: int = Field(0, ge=0, description="the worker's --decode-processes (0: decode in threads)")
     torch_threads: int | None = Field(None, ge=1, description="the worker's CPU scoring threads")
+    score_streams: int = Field(1, ge=1, description="the worker's --score-streams (the raw baseline is then the faster of one stream on "
+                                                    "every intra-op thread and the worker's layout)")
     device: str = "auto"
     amp: Amp | None = None
     data_dir: Path = DEFAULT_DATA_DIR
@@ -218,29 +221,17 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
     from producers import ImagePublisher
     from worker.app import Worker
     from worker.settings import WorkerSettings
+    from worker.stages.score import stream_layout
 
     art = load_artifact(model_path, device)
     scorer = art.scorer(device, s.amp, traced=True)  # the worker's scorer: the ratio compares the pipeline, not two executions
     t0 = time.perf_counter()
     decoded = torch.from_numpy(np.stack([decode_image(p, art.input_spec) for p in payloads]))
     decode_ms = 1000 * (time.perf_counter() - t0) / len(payloads)
-    # Raw batched model throughput on the same images, in this process, with all intra-op threads,
-    # after every batch shape the loop will see (a full one and the last, shorter one) has run twice:
-    # the first calls of a shape pay one-off allocation, kernel selection and the trace's profiling.
-    # Warming only the full shape left the tail's first call in the timing: at 128x128x3 the first
-    # variant's raw read 59 images/s and the second's (same shapes, cached) 83, a ratio of 1.06.
-    shapes = {mbs_i, len(payloads) % mbs_i} - {0}
-    for shape in shapes:
-        scorer.score(decoded[:shape])
-        scorer.score(decoded[:shape])
+    streams, threads = stream_layout(device, s.score_streams, s.torch_threads)  # the worker's, as it will resolve them
     host0 = _host_cpu()
-    passes = []  # (images/s, CPU ms per image) of two passes; the faster is the baseline, so a hiccup does not flatter the ratio
-    for _ in range(2):
-        t0, c0 = time.perf_counter(), time.process_time()
-        for i in range(0, len(decoded), mbs_i):
-            scorer.score(decoded[i : i + mbs_i].pin_memory() if device.type == "cuda" else decoded[i : i + mbs_i])
-        passes.append((len(decoded) / (time.perf_counter() - t0), 1000 * (time.process_time() - c0) / len(decoded)))
-    raw, raw_cpu_ms = max(passes)
+    base = raw_baseline(scorer, decoded, mbs_i, device, streams, threads)
+    raw, raw_cpu_ms = base.images_per_s, base.cpu_ms_per_image
     raw_steal = _steal_pct(host0, _host_cpu())
 
     def decode_and_score(batch: list[bytes]) -> None:
@@ -248,7 +239,7 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
 
     # freshly stacked batches are new inputs to the traced scorer, whose first calls on them re-profile
     # (about a second: with --images 200 this figure read 209 images/s beside a raw 5,567)
-    for shape in shapes:
+    for shape in {mbs_i, len(payloads) % mbs_i} - {0}:
         decode_and_score(payloads[:shape])
     t0 = time.perf_counter()
     for i in range(0, len(payloads), mbs_i):
@@ -265,7 +256,8 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
         kafka=kafka, input_topic=topics["in"], results_topic=topics["res"], alerts_topic=topics["alr"],
         dlq_topic=topics["dlq"], group_id=f"bench-{tag}", model=model_path, device=s.device, amp=s.amp, max_batch_size=mbs_i,
         max_wait_ms=wait_f, redis=s.redis, redis_prefix=f"{s.redis.redis_prefix}-bench-{tag}", metrics_port=0, session_timeout_ms=3000, connect_timeout_s=s.connect_timeout_s,
-        heartbeat_interval_ms=500, decode_threads=s.decode_threads, decode_processes=s.decode_processes, torch_threads=s.torch_threads, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
+        heartbeat_interval_ms=500, decode_threads=s.decode_threads, decode_processes=s.decode_processes, torch_threads=s.torch_threads,
+        score_streams=s.score_streams, max_in_flight=max(2048, 8 * mbs_i), resume_in_flight=512,
         result_ttl_s=600,
     )
     w = Worker(ws)
@@ -316,7 +308,8 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
         # the rate it sustained when offered the drain rate live (a producer and the broker's writes on its cores), and half that
         "live_max_images_per_s": round(live_max, 1) if live_max else None, "live_rate_images_per_s": round(live_rate, 1) if live_rate else None,
         "live_sent": live_sent, "live_answered": len(live) if live_sent is not None else None,
-        "latency_p50_ms": _pct(live, 50), "latency_p99_ms": _pct(live, 99), "torch_threads": torch.get_num_threads(),
+        "latency_p50_ms": _pct(live, 50), "latency_p99_ms": _pct(live, 99), "torch_threads": torch.get_num_threads(), "score_streams": streams,
+        "raw_by_layout_images_per_s": base.by_layout,  # STREAMSxTHREADS: the baseline is the faster
         # what a stream at half load should see at worst: a batch's wait, the batch in progress and its own, plus 50 ms
         "batch_compute_ms": round(batch_ms, 1), "latency_target_ms": round(target_ms, 1),
         "latency_p99_within_target": (_pct(live, 99) or 0.0) <= target_ms if live else None,
