@@ -30,7 +30,7 @@ from worker.pipeline import Pipeline
 from worker.settings import WorkerSettings
 from worker.sinks.outputs import Acked
 from worker.stages.model_watch import load_serving
-from worker.stages.score import stream_layout
+from worker.stages.score import stream_threads
 
 log = structlog.get_logger("worker")
 
@@ -43,7 +43,9 @@ class Worker:
         self.startup = startup or StartupWait(settings.connect_timeout_s, backoff_max_s=settings.retry_backoff_max_s,
                                               attempt_level=logging.WARNING)
         self.device = resolve_device(settings.device)
-        self.score_streams, threads = stream_layout(self.device, settings.score_streams, settings.torch_threads)
+        if self.device.type == "cpu" and settings.score_streams > torch.get_num_threads():  # each stream needs a core of its own
+            log.warning("score_streams_above_cores", score_streams=settings.score_streams, cores=torch.get_num_threads())
+        threads = stream_threads(self.device, settings.score_streams, settings.torch_threads)
         if threads:
             torch.set_num_threads(threads)
         if self.device.type == "cuda":
@@ -59,7 +61,7 @@ class Worker:
             msg = f"--decode-processes {settings.decode_processes}: {e}"
             raise UserError(msg) from e
         self.pipeline = Pipeline(settings, models=self.models, shadow=shadow, device=self.device, decode_pool=decode_pool, pointer=pointer,
-                                 stop=self.startup.stop, score_streams=self.score_streams)
+                                 stop=self.startup.stop)
         self.pipeline.metrics.set_model(model.version, model.threshold, model.expected_anomaly_rate)
         self._http: Any = None
         self.on_acked: Callable[[Acked], None] | None = None  # optional: each written batch's latencies (benchmarks)
@@ -113,7 +115,7 @@ class Worker:
         model = self.models.current()
         log.info("started", worker=s.worker_id, model_version=model.version, threshold=model.threshold,
                  device=str(self.device), input_topic=s.input_topic, group_id=s.group_id, decode_processes=s.decode_processes,
-                 score_streams=self.score_streams, torch_threads=torch.get_num_threads())
+                 score_streams=s.score_streams, torch_threads=torch.get_num_threads())
         try:
             p.run()
         finally:

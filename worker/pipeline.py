@@ -44,7 +44,7 @@ log = structlog.get_logger("worker")
 
 class Pipeline:
     def __init__(self, s: WorkerSettings, *, models: ModelHolder, shadow: ServingModel | None, device: torch.device,
-                 decode_pool: DecodePool | None, pointer: RedisPointer | None, stop: threading.Event, score_streams: int = 1) -> None:
+                 decode_pool: DecodePool | None, pointer: RedisPointer | None, stop: threading.Event) -> None:
         self.s = s
         self.models = models
         self.decode_pool = decode_pool
@@ -67,7 +67,7 @@ class Pipeline:
         self.scorers = [ScoreStage(self.ready_q, self.out_q, models=models, shadow=shadow, decoder=decoder, device=device,
                                    max_batch_size=s.max_batch_size, max_wait_s=s.max_wait_ms / 1000.0, worker_id=s.worker_id,
                                    metrics=self.metrics, health=self.health, life=self.life, heap=heap, name=f"score-{i}")
-                        for i in range(score_streams)]
+                        for i in range(s.score_streams)]
         self.model_watch = ModelWatch(pointer, ModelStore(s.model_store) if s.model_store is not None else None, models=models,
                                       device=device, amp=s.amp, threshold_override=s.threshold_override, poll_s=s.model_poll_s,
                                       metrics=self.metrics, health=self.health, stop=stop,

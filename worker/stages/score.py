@@ -31,8 +31,8 @@ from worker.stages.flow import Decoded, Lifecycle, dead_letter, put_until_aborte
 log = structlog.get_logger("worker")
 
 
-def stream_layout(device: torch.device, streams: int, threads: int | None) -> tuple[int, int | None]:
-    """(score streams, intra-op threads to set or None to leave torch's) for a worker on ``device``.
+def stream_threads(device: torch.device, streams: int, threads: int | None) -> int | None:
+    """The intra-op threads a worker of ``streams`` score streams on ``device`` sets, or None to leave torch's.
 
     One stream is the default. With several on a CPU, each batch runs on its share of the cores:
     an op's parallel region ends when its slowest thread does, and the decode, poll and sink
@@ -43,8 +43,8 @@ def stream_layout(device: torch.device, streams: int, threads: int | None) -> tu
     way and end to end gained nothing (docs/speed.md). On CUDA the streams share one device.
     """
     if device.type != "cpu" or streams == 1:
-        return streams, threads
-    return streams, threads or max(1, torch.get_num_threads() // streams)
+        return threads
+    return threads or max(1, torch.get_num_threads() // streams)
 
 
 def _score_fn(model: ServingModel) -> Callable[[torch.Tensor], np.ndarray]:
@@ -119,7 +119,7 @@ class ScoreStage:
             observe_wait(t0 - d.polled_at)
         oldest = min(d.polled_at for d in items)
         offsets = sorted((d.rec.partition, d.rec.offset) for d in items)
-        log.info("batch", size=len(items), compute_ms=round(compute_s * 1000, 2), queue_wait_ms=round((t0 - oldest) * 1000, 2),
+        log.info("batch", stream=self.name, size=len(items), compute_ms=round(compute_s * 1000, 2), queue_wait_ms=round((t0 - oldest) * 1000, 2),
                  partitions=sorted({p for p, _ in offsets}), first=offsets[0], last=offsets[-1],
                  anomalies=sum(r.is_anomaly for r in out.results), model_version=model.version)
         self._put_out(out)

@@ -30,12 +30,18 @@ class LatencyLog:
         self.batch_sizes: list[int] = []  # results per scored batch (a batch's results share its scoring times)
         self.first_at: float | None = None  # time.perf_counter() of the first acknowledged batch
         self.last_at: float | None = None  # ... and of the latest
+        self.first_polled: float | None = None  # time.monotonic() the earliest recorded result was polled
+        self.last_done: float | None = None  # ... and the latest batch was acknowledged
 
     def __call__(self, a: Acked) -> None:
         if self.first_at is None:
             self.first_at = time.perf_counter()
         self.last_at = time.perf_counter()
         self.e2e.extend(a.e2e_s)
+        self.last_done = a.done
+        if a.stages:
+            polled = min(p for p, _, _ in a.stages)
+            self.first_polled = polled if self.first_polled is None else min(self.first_polled, polled)
         if len(a.stages) == len(a.e2e_s):
             self.parts.extend((e - (a.done - polled), start - polled, end - start, a.done - end)
                               for e, (polled, start, end) in zip(a.e2e_s, a.stages, strict=True))
@@ -43,6 +49,7 @@ class LatencyLog:
 
     def clear(self) -> None:
         self.e2e, self.parts, self.batch_sizes = [], [], []
+        self.first_polled = self.last_done = None
 
     def summary_ms(self, tail_pct: float = 1.0) -> dict[str, Any] | None:
         """Each part's median over all results, its mean over the slowest ``tail_pct`` % of them (by
