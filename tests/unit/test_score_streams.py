@@ -21,21 +21,22 @@ from worker.model_holder import ModelHolder
 from worker.offsets import OffsetTracker
 from worker.stages.decode import Decoder
 from worker.stages.flow import Decoded, Lifecycle
-from worker.stages.score import ScoreStage, stream_layout
+from worker.stages.score import ScoreStage, stream_threads
 
 
 def test_each_cpu_stream_scores_on_its_share_of_the_threads() -> None:
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(4)
-        assert stream_layout(CPU, 1, None) == (1, None)  # the default: one stream, torch's own count
-        assert stream_layout(CPU, 2, None) == (2, 2)  # the cores shared out
-        assert stream_layout(CPU, 3, None) == (3, 1)
-        assert stream_layout(CPU, 2, 3) == (2, 3)  # --torch-threads is per stream
+        assert stream_threads(CPU, 1, None) is None  # the default: one stream, torch's own count
+        assert stream_threads(CPU, 2, None) == 2  # the cores shared out
+        assert stream_threads(CPU, 3, None) == 1
+        assert stream_threads(CPU, 2, 3) == 3  # --torch-threads is per stream
+        assert stream_threads(CPU, 1, 3) == 3
         torch.set_num_threads(1)
-        assert stream_layout(CPU, 2, None) == (2, 1)  # never below one thread
+        assert stream_threads(CPU, 2, None) == 1  # never below one thread
         cuda = torch.device("cuda")  # only the type is read: no GPU needed
-        assert stream_layout(cuda, 2, None) == (2, None)  # the device's threads are not torch's to share
+        assert stream_threads(cuda, 2, None) is None  # the device's threads are not torch's to share
     finally:
         torch.set_num_threads(before)
 

@@ -206,7 +206,7 @@ def check_services(s: BenchStreamSettings, kafka: KafkaSettings) -> None:
     wait_for_redis(wait, s.redis)
 
 
-def _time_drain(log: LatencyLog, images: int, th: WorkerThread, deadline: float, cpu0: float) -> tuple[float, float | None, float]:
+def _time_drain(log: LatencyLog, images: int, batch: int, th: WorkerThread, deadline: float, cpu0: float) -> tuple[float, float | None, float]:
     """(images/s, steady images/s, the process's CPU ms per image) of a worker draining ``images`` pre-filled records.
 
     The rate is every image over the time from the first record polled to the last outputs
@@ -214,7 +214,7 @@ def _time_drain(log: LatencyLog, images: int, th: WorkerThread, deadline: float,
     the first acknowledgement instead, the work already in flight then (the next
     decoded batch; with two score streams the other stream's batch too) counted with no time charged
     for it: two streams read 1.17 of raw at 1,000 images. The steady rate is between the moments
-    10 % and 90 % had been answered (None when one batch or two held both); the CPU is this
+    10 % and 90 % had been answered (None when fewer than six batches lay between); the CPU is this
     process's (all its threads) from the worker's start to the end, per image: steadier than
     images/s on a shared machine, and the cost a deployment pays per image.
     """
@@ -233,7 +233,7 @@ def _time_drain(log: LatencyLog, images: int, th: WorkerThread, deadline: float,
     else:  # results without their stages (not the worker's score stage): from the first acknowledgement
         rate = len(log.e2e) / (time.perf_counter() - (log.first_at or 0.0))
     (t0, n0), (t1, n1) = marks
-    steady = (n1 - n0) / (t1 - t0) if n1 - n0 >= images // 2 else None
+    steady = (n1 - n0) / (t1 - t0) if n1 - n0 >= max(images // 2, 6 * batch) else None  # fewer batches: too lumpy to say
     return rate, steady, cpu_ms
 
 
@@ -300,7 +300,7 @@ def _measure(s: BenchStreamSettings, kafka: KafkaSettings, model_path: Path, pay
     while log.first_at is None and time.monotonic() < deadline and th.is_alive():
         time.sleep(0.001)
     th.check("no record answered in 600 s", done=log.first_at is not None)
-    e2e, steady, cpu_ms = _time_drain(log, s.images, th, deadline, cpu0)
+    e2e, steady, cpu_ms = _time_drain(log, s.images, mbs_i, th, deadline, cpu0)
     drain_steal = _steal_pct(host0, _host_cpu())
     live: list[float] = []
     live_max = live_rate = live_sent = None
