@@ -75,10 +75,9 @@ class WorkerSettings(ConnectedSettings):
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads for CPU scoring, per score stream (default: "
                                                                        "torch's choice, one per core, shared out among the streams)")
     score_streams: int = Field(1, ge=1, le=32, description="batches scored at once, each on its own thread (on a CPU with its share of the "
-                                                           "intra-op threads, so --torch-threads is then per stream). 1, the default, suits "
-                                                           "a GPU and large images; on a 2-core CPU, 2 halved the wait of 32x32 images at "
-                                                           "256:20 and drained them faster at 64:10, and slowed 128x128x3 frames "
-                                                           "(docs/speed.md)")
+                                                           "intra-op threads, so --torch-threads is then per stream); default 1. On a 2-core "
+                                                           "CPU, 2 halved the median wait of 32x32 images at 256:20 and drained them faster "
+                                                           "at 64:10 at a higher p99, and did not help 128x128x3 frames (docs/speed.md)")
     heap_trim_interval_s: float = Field(1.0, ge=0, allow_inf_nan=False,
                                         description="return freed C-heap pages to the system at most this often (batches of every size "
                                                     "otherwise keep growing resident memory); 0 never")

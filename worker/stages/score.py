@@ -40,7 +40,7 @@ def stream_threads(device: torch.device, streams: int, threads: int | None) -> i
     all of them waits, op after op, for the thread they held back. At 32x32 two one-thread streams
     beat one two-thread batch (beside a Python thread busy half the time, 0.53-0.54 ms per image
     against 0.74-0.80: benchmarks/score_streams.py); at 128x128x3 the model alone is slower that
-    way, and so was the worker (docs/speed.md). On CUDA the streams share one device.
+    way, and the worker gained nothing (docs/speed.md). On CUDA the streams share one device.
     """
     if device.type != "cpu" or streams == 1:
         return threads
