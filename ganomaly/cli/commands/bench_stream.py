@@ -2,8 +2,9 @@
 
 For each (max_batch_size, max_wait_ms) pair: (1) pre-fill a fresh topic with N PNGs
 and time a worker draining it (images/s acknowledged, i.e. results in Kafka and
-Redis, from the first record polled to the last answered), next to the raw batched model throughput of the same process on the same
-images (decode excluded) and decode+score without Kafka; (2) offer the worker that rate live,
+Redis, from the first record polled to the last answered), next to the raw batched
+model throughput of the same process on the same images (decode excluded; bench_raw.py)
+and decode+score without Kafka; (2) offer the worker that rate live,
 from a producer process (bench_producer.py), and time what it sustains with the producer and the
 broker's writes on the same cores (``live_max``); (3) publish at half of that and report p50/p99
 latency from record timestamp to outputs acknowledged, and where it went (``latency_parts_ms``:
@@ -211,12 +212,12 @@ def _time_drain(log: LatencyLog, images: int, batch: int, th: WorkerThread, dead
 
     The rate is every image over the time from the first record polled to the last outputs
     acknowledged: it includes filling the pipeline and emptying it, so it never flatters. Timed from
-    the first acknowledgement instead, the work already in flight then (the next
-    decoded batch; with two score streams the other stream's batch too) counted with no time charged
-    for it: two streams read 1.17 of raw at 1,000 images. The steady rate is between the moments
-    10 % and 90 % had been answered (None when fewer than six batches lay between); the CPU is this
-    process's (all its threads) from the worker's start to the end, per image: steadier than
-    images/s on a shared machine, and the cost a deployment pays per image.
+    the first acknowledgement instead, the work already in flight then (the next decoded batch; with
+    two score streams the other stream's batch too) counted with no time charged for it: two streams
+    read 1.17 of raw at 1,000 images. The steady rate is between the moments 10 % and 90 % had been
+    answered (None when less than six full batches' worth of images, or half the drain, lay
+    between). The CPU is this process's (all its threads) from the worker's start to the end, per
+    image: steadier than images/s on a shared machine, and the cost a deployment pays per image.
     """
     marks: list[tuple[float, int]] = []
     for share in (0.1, 0.9):
